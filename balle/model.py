@@ -1,0 +1,223 @@
+"""The factorized-prior model of Ballé, Laparra & Simoncelli (ICLR 2017).
+
+Training (paper, Sec. 3): rounding is replaced by additive uniform noise,
+y~ = g_a(x) + u with u ~ U(-1/2, 1/2), and the rate is the negative
+log-likelihood of y~ under a learned per-channel density p (tfc's
+`NoisyDeepFactorized`: a nonparametric density convolved with the same noise):
+
+    loss = R + lambda * D,   R = -sum log2 p(y~) / num_pixels   (bits per pixel)
+                             D = mean((x - g_s(y~))^2)          (0..255 scale)
+
+Coding: `freeze_for_coding()` turns p into integer CDF tables (variables of the
+model, saved with it) once; `compress` rounds y and range-codes it with those
+tables, `decompress` decodes and applies g_s. The decoder never rebuilds the
+tables from floating-point weights, so encoder and decoder agree bit for bit.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+from balle import transforms
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.npz"
+
+
+def default_num_filters(channels):
+  """The paper's filter counts: 192 for RGB, 128 for grayscale (Sec. 4)."""
+  return 192 if channels == 3 else 128
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """What defines a model's architecture and training objective."""
+  lmbda: float = 0.0130
+  channels: int = 3
+  num_filters: int = 0  # 0 selects default_num_filters(channels)
+  gdn_form: str = "paper"
+  name: str = ""
+
+  def __post_init__(self):
+    if self.channels not in (1, 3):
+      raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+    if self.num_filters == 0:
+      object.__setattr__(self, "num_filters",
+                         default_num_filters(self.channels))
+    if self.gdn_form not in transforms.GDN_FORMS:
+      raise ValueError(f"gdn_form must be one of {transforms.GDN_FORMS}, "
+                       f"got {self.gdn_form!r}")
+    if not self.name:
+      object.__setattr__(self, "name", f"bls2017-mse-{self.lmbda:.4f}")
+
+
+def _latent_size(size):
+  return -(-size // transforms.DOWNSAMPLING_FACTOR)
+
+
+class FactorizedPriorModel(tf.keras.Model):
+  """g_a, g_s and the factorized prior, trained for bpp + lambda * MSE."""
+
+  def __init__(self, config=None, **config_kwargs):
+    super().__init__(name="factorized_prior")
+    self.config = config if config is not None else ModelConfig(**config_kwargs)
+    c = self.config
+    self.analysis = transforms.AnalysisTransform(c.num_filters, c.gdn_form)
+    self.synthesis = transforms.SynthesisTransform(
+        c.num_filters, c.channels, c.gdn_form)
+    self.prior = tfc.NoisyDeepFactorized(batch_shape=[c.num_filters])
+    self.entropy_model = None  # Set by freeze_for_coding() or load().
+    self.model_id = None
+    self.build((None, None, None, c.channels))
+
+  def build(self, input_shape):
+    self.analysis.build(input_shape)
+    self.synthesis.build(self.analysis.compute_output_shape(input_shape))
+    super().build(input_shape)
+
+  def rate_distortion(self, images, training=True):
+    """Returns (bpp, mse_255, loss) for float images on the 0..255 scale.
+
+    With training=True the latents get additive uniform noise and bpp is the
+    differentiable rate estimate; with training=False they are rounded and bpp
+    is the ideal code length of the rounded latents under the prior.
+    """
+    entropy_model = tfc.ContinuousBatchedEntropyModel(
+        self.prior, coding_rank=3, compression=False)
+    images = tf.convert_to_tensor(images, tf.float32)
+    latents = self.analysis(images / 255.)
+    latents_hat, bits = entropy_model(latents, training=training)
+    shape = tf.shape(images)
+    reconstruction = self.synthesis(latents_hat)[:, :shape[1], :shape[2], :]
+    num_pixels = tf.cast(tf.reduce_prod(shape[:-1]), tf.float32)
+    bpp = tf.reduce_sum(bits) / num_pixels
+    mse_255 = tf.reduce_mean(
+        tf.math.squared_difference(images, reconstruction * 255.))
+    loss = bpp + self.config.lmbda * mse_255
+    return bpp, mse_255, loss
+
+  def call(self, images, training=False):
+    return self.rate_distortion(images, training=training)
+
+  # -- coding ---------------------------------------------------------------
+
+  def freeze_for_coding(self):
+    """Builds the integer CDF tables from the trained prior (call once)."""
+    self.entropy_model = tfc.ContinuousBatchedEntropyModel(
+        self.prior, coding_rank=3, compression=True)
+    self.model_id = self._compute_model_id()
+
+  def _require_frozen(self):
+    if self.entropy_model is None:
+      raise RuntimeError("the model has no coding tables: call "
+                         "freeze_for_coding() after training, or load() a "
+                         "saved model")
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None], tf.uint8)])
+  def compress(self, image):
+    """uint8 image [H, W, C] -> (range-coded latents, latent shape [h, w])."""
+    latents = self.analysis(tf.cast(image, tf.float32)[None] / 255.)
+    strings = self.entropy_model.compress(latents)
+    return strings[0], tf.shape(latents)[1:3]
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([], tf.string),
+      tf.TensorSpec([2], tf.int32),
+      tf.TensorSpec([2], tf.int32),
+  ])
+  def decompress(self, string, latent_shape, image_shape):
+    """(range-coded latents, [h, w], [H, W]) -> uint8 image [H, W, C]."""
+    latents = self.entropy_model.decompress(string[None], latent_shape)
+    reconstruction = self.synthesis(latents)[0]
+    reconstruction = reconstruction[:image_shape[0], :image_shape[1], :]
+    return tf.saturate_cast(tf.round(reconstruction * 255.), tf.uint8)
+
+  @staticmethod
+  def latent_shape(height, width):
+    """Latent height and width for an image of the given size."""
+    return _latent_size(height), _latent_size(width)
+
+  # -- persistence ----------------------------------------------------------
+
+  def _named_weights(self):
+    weights = {}
+    for variable in self.variables:
+      name = variable.name.split(":")[0]
+      if name in weights:
+        raise RuntimeError(f"duplicate variable name {name}")
+      weights[name] = variable
+    return weights
+
+  def _compute_model_id(self):
+    """8 bytes of SHA-256 over the configuration and every weight, in order."""
+    digest = hashlib.sha256(
+        json.dumps(dataclasses.asdict(self.config), sort_keys=True).encode())
+    for name, variable in sorted(self._named_weights().items()):
+      digest.update(name.encode())
+      digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+    return digest.digest()[:8]
+
+  def save(self, directory, overwrite=False):
+    """Writes config.json and weights.npz into `directory` (frozen models)."""
+    self._require_frozen()
+    os.makedirs(directory, exist_ok=True)
+    config_path = os.path.join(directory, CONFIG_FILE)
+    if os.path.exists(config_path) and not overwrite:
+      raise FileExistsError(f"{directory} already holds a model; pass "
+                            "overwrite=True to replace it")
+    arrays = {name: v.numpy() for name, v in self._named_weights().items()}
+    document = {
+        "model": dataclasses.asdict(self.config),
+        "entropy_model": self.entropy_model.get_config(),
+        "model_id": self.model_id.hex(),
+    }
+    _atomic_write(os.path.join(directory, WEIGHTS_FILE),
+                  lambda f: np.savez(f, **arrays))
+    _atomic_write(config_path,
+                  lambda f: f.write(json.dumps(document, indent=2).encode()))
+
+  @classmethod
+  def load(cls, directory):
+    """Loads a model saved by `save`; checks the weights against model_id."""
+    config_path = os.path.join(directory, CONFIG_FILE)
+    if not os.path.exists(config_path):
+      raise FileNotFoundError(f"no model at {directory}: {CONFIG_FILE} missing")
+    with open(config_path) as f:
+      document = json.load(f)
+    model = cls(ModelConfig(**document["model"]))
+    entropy_config = dict(document["entropy_model"])
+    entropy_config["prior_shape"] = tuple(entropy_config["prior_shape"])
+    model.entropy_model = tfc.ContinuousBatchedEntropyModel(**entropy_config)
+    named = model._named_weights()
+    with np.load(os.path.join(directory, WEIGHTS_FILE)) as arrays:
+      missing = set(named) ^ set(arrays.files)
+      if missing:
+        raise ValueError(f"{directory}: weights do not match the "
+                         f"configuration ({sorted(missing)[:3]} ...)")
+      for name, variable in named.items():
+        if name.endswith(("cdf", "cdf_offset")):
+          variable.assign(arrays[name])  # shape is only known after loading
+        else:
+          variable.assign(arrays[name].astype(variable.dtype.as_numpy_dtype))
+    model.model_id = model._compute_model_id()
+    if model.model_id.hex() != document["model_id"]:
+      raise ValueError(f"{directory}: weights are corrupted (model id "
+                       f"{model.model_id.hex()} != {document['model_id']})")
+    return model
+
+
+def _atomic_write(path, write):
+  """Writes via a temporary file in the same folder, then renames."""
+  temporary = f"{path}.tmp-{os.getpid()}"
+  try:
+    with open(temporary, "wb") as f:
+      write(f)
+    os.replace(temporary, path)
+  finally:
+    if os.path.exists(temporary):
+      os.remove(temporary)
