@@ -24,6 +24,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from balle import transforms
+from balle.safe_write import write_file_atomic
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
@@ -120,7 +121,16 @@ class FactorizedPriorModel(tf.keras.Model):
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, None], tf.uint8)])
   def compress(self, image):
-    """uint8 image [H, W, C] -> (range-coded latents, latent shape [h, w])."""
+    """uint8 image [H, W, C] -> (range-coded latents, latent shape [h, w]).
+
+    C is the model's channel count, or 1 for an RGB model: a grayscale image
+    is then coded as RGB with R = G = B (the header keeps C = 1).
+    """
+    image = tf.cond(
+        tf.shape(image)[2] < self.config.channels,
+        lambda: tf.repeat(image, self.config.channels, axis=2),
+        lambda: image)
+    image = tf.ensure_shape(image, [None, None, self.config.channels])
     latents = self.analysis(tf.cast(image, tf.float32)[None] / 255.)
     strings = self.entropy_model.compress(latents)
     return strings[0], tf.shape(latents)[1:3]
@@ -129,13 +139,24 @@ class FactorizedPriorModel(tf.keras.Model):
       tf.TensorSpec([], tf.string),
       tf.TensorSpec([2], tf.int32),
       tf.TensorSpec([2], tf.int32),
+      tf.TensorSpec([], tf.int32),
   ])
-  def decompress(self, string, latent_shape, image_shape):
-    """(range-coded latents, [h, w], [H, W]) -> uint8 image [H, W, C]."""
+  def decompress(self, string, latent_shape, image_shape, channels):
+    """(range-coded latents, [h, w], [H, W], C) -> uint8 image [H, W, C].
+
+    C = 1 with an RGB model returns the rounded mean (R + G + B + 1) // 3.
+    """
     latents = self.entropy_model.decompress(string[None], latent_shape)
     reconstruction = self.synthesis(latents)[0]
     reconstruction = reconstruction[:image_shape[0], :image_shape[1], :]
-    return tf.saturate_cast(tf.round(reconstruction * 255.), tf.uint8)
+    image = tf.saturate_cast(tf.round(reconstruction * 255.), tf.uint8)
+    if self.config.channels == 1:
+      return image
+    return tf.cond(
+        channels < self.config.channels,
+        lambda: tf.cast((tf.reduce_sum(tf.cast(image, tf.int32), axis=2,
+                                       keepdims=True) + 1) // 3, tf.uint8),
+        lambda: image)
 
   @staticmethod
   def latent_shape(height, width):
@@ -176,10 +197,11 @@ class FactorizedPriorModel(tf.keras.Model):
         "entropy_model": self.entropy_model.get_config(),
         "model_id": self.model_id.hex(),
     }
-    _atomic_write(os.path.join(directory, WEIGHTS_FILE),
-                  lambda f: np.savez(f, **arrays))
-    _atomic_write(config_path,
-                  lambda f: f.write(json.dumps(document, indent=2).encode()))
+    write_file_atomic(os.path.join(directory, WEIGHTS_FILE),
+                      lambda f: np.savez(f, **arrays), overwrite=True)
+    write_file_atomic(config_path,
+                      lambda f: f.write(json.dumps(document, indent=2).encode()),
+                      overwrite=True)
 
   @classmethod
   def load(cls, directory):
@@ -210,14 +232,3 @@ class FactorizedPriorModel(tf.keras.Model):
                        f"{model.model_id.hex()} != {document['model_id']})")
     return model
 
-
-def _atomic_write(path, write):
-  """Writes via a temporary file in the same folder, then renames."""
-  temporary = f"{path}.tmp-{os.getpid()}"
-  try:
-    with open(temporary, "wb") as f:
-      write(f)
-    os.replace(temporary, path)
-  finally:
-    if os.path.exists(temporary):
-      os.remove(temporary)

@@ -1,0 +1,67 @@
+"""Export a frozen model as a SavedModel that needs only TensorFlow and tfc.
+
+The SavedModel has two functions (also its serving signatures):
+
+    compress(image: uint8 [H, W, C]) -> string: the complete .balle file
+    decompress(data: string) -> uint8 [H, W, C]
+
+The file bytes are identical to `balle.codec.compress_image`'s: the header and
+checksum are written with `file_format.pack_tf`, the TensorFlow-op twin of
+`file_format.pack`. `decompress` checks magic, version, length, checksum and
+model id, raising InvalidArgumentError with a message that names the problem.
+"""
+
+import tensorflow as tf
+
+from balle import file_format
+
+
+class _SavedCodec(tf.Module):
+  """The model's coding functions, wrapped with the file format."""
+
+  def __init__(self, model):
+    super().__init__(name="balle_codec")
+    # Track only the variables: tracking the Keras model itself would make
+    # Keras serialize its layers and `call`, which this SavedModel doesn't need.
+    object.__setattr__(self, "model", model)
+    self.variables_to_save = list(model.variables)
+    self.model_name = tf.constant(model.config.name)
+    self.lmbda = tf.constant(model.config.lmbda, tf.float32)
+    self.model_id = tf.constant(model.model_id)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, None, None], tf.uint8, name="image")])
+  def compress(self, image):
+    config = self.model.config
+    shape = tf.shape(image)
+    checks = [
+        tf.debugging.assert_less_equal(
+            tf.reduce_max(shape[:2]), file_format.MAX_IMAGE_SIZE,
+            message="image is larger than 65535 pixels on a side"),
+        tf.debugging.assert_greater(tf.reduce_min(shape[:2]), 0,
+                                    message="image is empty"),
+        tf.debugging.Assert(
+            tf.logical_or(tf.equal(shape[2], 1),
+                          tf.equal(shape[2], config.channels)),
+            ["image channel count does not match the model:", shape[2]]),
+    ]
+    with tf.control_dependencies(checks):
+      payload, latent_shape = self.model.compress(image)
+    return file_format.pack_tf(shape[2], self.model.model_id, shape[:2],
+                               latent_shape, config.num_filters, payload)
+
+  @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="data")])
+  def decompress(self, data):
+    channels, image_shape, latent_shape, payload = file_format.unpack_tf(
+        data, self.model.model_id, self.model.config.num_filters)
+    return self.model.decompress(payload, latent_shape, image_shape, channels)
+
+
+def export_saved_model(model, directory):
+  """Writes `model` (frozen for coding) as a SavedModel into `directory`."""
+  model._require_frozen()  # pylint: disable=protected-access
+  module = _SavedCodec(model)
+  tf.saved_model.save(
+      module, directory,
+      signatures={"compress": module.compress,
+                  "decompress": module.decompress})

@@ -1,0 +1,84 @@
+"""Reading images into uint8 arrays and writing them, safely.
+
+`read_image` accepts anything Pillow decodes (PNG, JPEG, TIFF, WebP, BMP, ...)
+and returns [H, W, 1] (gray) or [H, W, 3] (RGB) uint8 pixels. Conversions that
+change the data (palette, 16-bit, CMYK, ...) emit an ImageConversionWarning.
+Images with an alpha channel are refused unless the caller drops alpha.
+"""
+
+import os
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from balle.safe_write import write_file_atomic
+
+
+class ImageConversionWarning(UserWarning):
+  """An input image was converted in a way that changes its pixel data."""
+
+
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
+
+
+def read_image(path, drop_alpha=False):
+  """Returns the image at `path` as a uint8 array [H, W, 1] or [H, W, 3]."""
+  try:
+    with Image.open(path) as image:
+      image.load()
+  except FileNotFoundError:
+    raise
+  except (OSError, SyntaxError, ValueError) as error:
+    raise ValueError(f"{path}: not an image Pillow can read ({error})") from None
+  return image_to_array(image, name=str(path), drop_alpha=drop_alpha)
+
+
+def image_to_array(image, name="image", drop_alpha=False):
+  """Converts a PIL image to a uint8 gray or RGB array (see module doc)."""
+  mode = image.mode
+  if mode == "P":
+    has_alpha = "transparency" in image.info
+    image = image.convert("RGBA" if has_alpha else "RGB")
+    _warn(f"{name}: palette image converted to {image.mode}")
+    mode = image.mode
+  if mode in _ALPHA_MODES:
+    if not drop_alpha:
+      raise ValueError(f"{name}: image has an alpha channel ({mode}), which "
+                       "the codec does not store; pass --drop_alpha to code "
+                       "the color channels only")
+    image = image.convert("L" if mode.startswith(("L", "l")) else "RGB")
+    _warn(f"{name}: alpha channel dropped")
+  elif mode in _SIXTEEN_BIT_MODES:
+    values = np.asarray(image, dtype=np.float64)
+    if values.max(initial=0) > 65535 or values.min(initial=0) < 0:
+      raise ValueError(f"{name}: {mode} values outside 0..65535")
+    _warn(f"{name}: {mode} image reduced to 8 bits")
+    return np.round(values / 257.).astype(np.uint8)[..., None]
+  elif mode not in ("L", "RGB"):
+    target = "L" if mode in ("1", "F") else "RGB"
+    if mode == "F":
+      raise ValueError(f"{name}: floating-point images are not supported")
+    image = image.convert(target)
+    _warn(f"{name}: {mode} image converted to {target}")
+  array = np.asarray(image, dtype=np.uint8)
+  if array.ndim == 2:
+    array = array[..., None]
+  return array
+
+
+def _warn(message):
+  warnings.warn(message, ImageConversionWarning, stacklevel=3)
+
+
+def write_image(path, array, overwrite=False):
+  """Writes a uint8 [H, W, 1|3] array; the format follows the file suffix."""
+  array = np.asarray(array)
+  image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+  suffix = os.path.splitext(path)[1].lower()
+  image_format = Image.registered_extensions().get(suffix)
+  if image_format is None:
+    raise ValueError(f"{path}: unknown image file suffix {suffix!r}")
+  write_file_atomic(path, lambda f: image.save(f, format=image_format),
+                    overwrite=overwrite)
