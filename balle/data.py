@@ -1,0 +1,143 @@
+"""Training input pipeline: images decoded once into memory, random patches.
+
+The paper (Sec. 4) trains on random 256x256 crops of natural images; here the
+patch size is a flag. Every image is decoded once into a uint8 array; a
+background thread (tf.data prefetch) draws batches of random crops, each
+flipped left-right with probability 1/2, while the training step runs.
+
+A deterministic part of the training images is held out for validation: the
+`num_validation` files whose SHA-256 of the base name is smallest. This
+depends on the file names only, never on the order or on the other files.
+"""
+
+import concurrent.futures
+import glob
+import hashlib
+import os
+
+from absl import logging
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+def expand_patterns(patterns):
+  """Sorted image files matching glob patterns (a list or comma-separated).
+
+  A pattern naming a folder matches the PNG and JPEG files inside it,
+  recursively.
+  """
+  if isinstance(patterns, str):
+    patterns = [patterns]
+  files = set()
+  for item in patterns:
+    for pattern in filter(None, (p.strip() for p in item.split(","))):
+      if os.path.isdir(pattern):
+        pattern = os.path.join(pattern, "**", "*")
+      for path in glob.glob(pattern, recursive=True):
+        if path.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(path):
+          files.add(path)
+  return sorted(files)
+
+
+def _name_hash(path):
+  return hashlib.sha256(os.path.basename(path).encode()).hexdigest()
+
+
+def split_validation(files, num_validation):
+  """(training files, validation files): hold out the smallest name hashes."""
+  if num_validation < 0 or num_validation >= len(files) > 0:
+    raise ValueError(f"cannot hold out {num_validation} of {len(files)} images")
+  held_out = set(sorted(files, key=_name_hash)[:num_validation])
+  return ([f for f in files if f not in held_out],
+          [f for f in files if f in held_out])
+
+
+def read_image(path, channels=3):
+  """uint8 array [H, W, channels] (grayscale/alpha converted)."""
+  with Image.open(path) as image:
+    return np.asarray(image.convert("RGB" if channels == 3 else "L")).reshape(
+        image.height, image.width, channels)
+
+
+def load_images(files, min_size=0, channels=3, num_threads=2):
+  """Decodes `files`; returns (images, num_skipped).
+
+  Images with height or width below `min_size` (the patch size) are skipped.
+  """
+  with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+    decoded = list(pool.map(lambda f: read_image(f, channels), files))
+  images = [a for a in decoded if min(a.shape[:2]) >= min_size]
+  return images, len(decoded) - len(images)
+
+
+class PatchSampler:
+  """Draws batches of random patches (crop + left-right flip) from arrays.
+
+  Images are drawn uniformly, then a crop position uniformly within the
+  image, so small and large images contribute equally many patches.
+  """
+
+  def __init__(self, images, patchsize, batchsize, seed=0):
+    if not images:
+      raise ValueError("no training images large enough for the patch size")
+    for image in images:
+      if min(image.shape[:2]) < patchsize:
+        raise ValueError(f"image of shape {image.shape} is smaller than the "
+                         f"patch size {patchsize}")
+    self.images = images
+    self.patchsize = patchsize
+    self.batchsize = batchsize
+    self.channels = images[0].shape[2]
+    self.rng = np.random.default_rng(seed)
+
+  def batch(self):
+    """uint8 array [batchsize, patchsize, patchsize, channels]."""
+    p = self.patchsize
+    out = np.empty((self.batchsize, p, p, self.channels), np.uint8)
+    for k, i in enumerate(self.rng.integers(len(self.images),
+                                            size=self.batchsize)):
+      image = self.images[i]
+      y = self.rng.integers(image.shape[0] - p + 1)
+      x = self.rng.integers(image.shape[1] - p + 1)
+      patch = image[y:y + p, x:x + p]
+      out[k] = patch[:, ::-1] if self.rng.integers(2) else patch
+    return out
+
+  def __iter__(self):
+    while True:
+      yield self.batch()
+
+  def dataset(self, prefetch=4):
+    """Endless tf.data.Dataset of float32 batches on the 0..255 scale."""
+    p = self.patchsize
+    spec = tf.TensorSpec([self.batchsize, p, p, self.channels], tf.uint8)
+    dataset = tf.data.Dataset.from_generator(lambda: iter(self),
+                                             output_signature=spec)
+    dataset = dataset.map(lambda x: tf.cast(x, tf.float32))
+    return dataset.prefetch(prefetch)
+
+
+def training_data(patterns, patchsize, batchsize, num_validation=0, seed=0,
+                  channels=3):
+  """(PatchSampler over training images, list of validation images).
+
+  Logs the number of images found, held out and skipped (smaller than the
+  patch). Validation images are never cropped or skipped here.
+  """
+  files = expand_patterns(patterns)
+  if not files:
+    raise FileNotFoundError(f"no PNG/JPEG images match {patterns}")
+  train_files, validation_files = split_validation(files, num_validation)
+  images, num_skipped = load_images(train_files, patchsize, channels)
+  validation, _ = load_images(validation_files, 0, channels)
+  num_pixels = sum(a.shape[0] * a.shape[1] for a in images)
+  logging.info("training images: %d found, %d held out for validation, "
+               "%d skipped (smaller than %d px), %d used (%.1f Mpix)",
+               len(files), len(validation_files), num_skipped, patchsize,
+               len(images), num_pixels / 1e6)
+  logging.info("validation images: %s",
+               ", ".join(os.path.basename(f) for f in validation_files))
+  return PatchSampler(images, patchsize, batchsize, seed), validation
