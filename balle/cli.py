@@ -89,7 +89,7 @@ def _compress(args):
     print(f"model {model.config.name} (lambda {model.config.lmbda}), "
           f"{width}x{height}x{image.shape[2]}, encode {encode_time_s:.3f} s, "
           f"decode {decode_time_s:.3f} s")
-    print(f"PSNR {metrics.psnr(image, decoded):.3f} dB, "
+    print(f"PSNR {metrics.psnr_rgb(image, decoded):.3f} dB, "
           f"MS-SSIM {metrics.ms_ssim(image, decoded):.5f}")
 
 

@@ -166,15 +166,18 @@ def _be_int(data, offset, size):
   return tf.reduce_sum(tf.bitwise.left_shift(raw, shifts))
 
 
+def _assert_bytes_equal(value, expected, message):
+  return tf.debugging.Assert(tf.equal(value, tf.constant(expected)), [message])
+
+
 def unpack_tf(data, model_id, latent_channels):
   """`unpack` in TensorFlow ops: validates and returns
   (channels, image_shape, latent_shape, payload); raises InvalidArgumentError
   with a message naming the problem."""
   size = tf.strings.length(data)
   checks = [
-      tf.debugging.assert_equal(
-          tf.strings.substr(data, 0, len(MAGIC)), tf.constant(MAGIC),
-          message="not a .balle file (magic bytes missing)"),
+      _assert_bytes_equal(tf.strings.substr(data, 0, len(MAGIC)), MAGIC,
+                          "not a .balle file (magic bytes missing)"),
       tf.debugging.assert_greater_equal(
           size, OVERHEAD_SIZE, message="file is truncated"),
   ]
@@ -195,9 +198,8 @@ def unpack_tf(data, model_id, latent_channels):
   checks = [
       tf.debugging.assert_equal(checksum, adler32_tf(body),
                                 message="file is corrupted: checksum mismatch"),
-      tf.debugging.assert_equal(
-          tf.strings.substr(data, 6, 8), tf.constant(model_id),
-          message="file was made by a different model"),
+      _assert_bytes_equal(tf.strings.substr(data, 6, 8), model_id,
+                          "file was made by a different model"),
       tf.debugging.assert_equal(
           _be_int(data, 22, 2), tf.constant(latent_channels, tf.int64),
           message="latent channel count does not match the model"),

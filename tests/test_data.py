@@ -1,0 +1,99 @@
+"""Tests of the training input pipeline (balle/data.py)."""
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+
+from balle import data
+
+
+def _write(path, height, width, seed=0, mode="RGB"):
+  rng = np.random.default_rng(seed)
+  shape = (height, width, 3) if mode == "RGB" else (height, width)
+  Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(path)
+  return str(path)
+
+
+def test_expand_patterns_folders_globs_and_commas(tmp_path):
+  (tmp_path / "a").mkdir()
+  (tmp_path / "b").mkdir()
+  png = _write(tmp_path / "a" / "x.png", 8, 8)
+  jpg = _write(tmp_path / "b" / "y.jpg", 8, 8)
+  (tmp_path / "a" / "notes.txt").write_text("not an image")
+  assert data.expand_patterns(str(tmp_path / "a")) == [png]
+  assert data.expand_patterns(
+      [f"{tmp_path}/a/*.png,{tmp_path}/b/*.jpg"]) == [png, jpg]
+  assert data.expand_patterns([str(tmp_path / "a"), str(tmp_path / "b"),
+                               str(tmp_path / "a")]) == [png, jpg]
+
+
+def test_validation_split_depends_only_on_names():
+  files = [f"/d{i % 3}/img_{i}.png" for i in range(20)]
+  train, held_out = data.split_validation(files, 3)
+  assert len(held_out) == 3 and len(train) == 17
+  assert not set(train) & set(held_out)
+  _, held_out_reversed = data.split_validation(files[::-1], 3)
+  assert set(held_out_reversed) == set(held_out)
+  _, held_out_more = data.split_validation(files + ["/x/new.png"], 4)
+  assert set(held_out) <= set(held_out_more)
+  with pytest.raises(ValueError):
+    data.split_validation(files, 20)
+
+
+def test_small_images_are_skipped_and_counted(tmp_path):
+  files = [_write(tmp_path / "big.png", 40, 50),
+           _write(tmp_path / "narrow.png", 40, 20),
+           _write(tmp_path / "gray.png", 33, 32, mode="L")]
+  images, num_skipped = data.load_images(files, min_size=32)
+  assert num_skipped == 1
+  assert [a.shape for a in images] == [(40, 50, 3), (33, 32, 3)]
+  assert all(a.dtype == np.uint8 for a in images)
+
+
+def test_patches_are_crops_or_mirrored_crops():
+  rng = np.random.default_rng(1)
+  images = [rng.integers(0, 256, (20, 30, 3), dtype=np.uint8),
+            rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)]
+  sampler = data.PatchSampler(images, patchsize=16, batchsize=64, seed=3)
+  batch = sampler.batch()
+  assert batch.shape == (64, 16, 16, 3) and batch.dtype == np.uint8
+
+  def windows(image):
+    return [image[y:y + 16, x:x + 16]
+            for y in range(image.shape[0] - 15)
+            for x in range(image.shape[1] - 15)]
+
+  flips = 0
+  for patch in batch:
+    candidates = [w for image in images for w in windows(image)]
+    direct = any(np.array_equal(patch, w) for w in candidates)
+    mirrored = any(np.array_equal(patch[:, ::-1], w) for w in candidates)
+    assert direct or mirrored
+    flips += mirrored and not direct
+  assert 0 < flips < len(batch)
+
+
+def test_sampler_is_reproducible_and_rejects_small_images():
+  images = [np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)]
+  first = data.PatchSampler(images, 8, 4, seed=5).batch()
+  np.testing.assert_array_equal(first, data.PatchSampler(images, 8, 4,
+                                                         seed=5).batch())
+  with pytest.raises(ValueError):
+    data.PatchSampler(images, 33, 4)
+  with pytest.raises(ValueError):
+    data.PatchSampler([], 8, 4)
+
+
+def test_dataset_and_training_data(tmp_path):
+  for i in range(5):
+    _write(tmp_path / f"img_{i}.png", 24 + 4 * i, 30, seed=i)
+  sampler, validation = data.training_data(
+      [str(tmp_path)], patchsize=28, batchsize=3, num_validation=1)
+  assert len(validation) == 1
+  # 4 training images, those of height 24 (and possibly the held-out one)
+  # are smaller than 28.
+  assert all(min(a.shape[:2]) >= 28 for a in sampler.images)
+  batch = next(iter(sampler.dataset()))
+  assert batch.dtype == tf.float32 and batch.shape == (3, 28, 28, 3)
+  assert 0 <= float(tf.reduce_min(batch)) and float(tf.reduce_max(batch)) <= 255

@@ -1,0 +1,120 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from balle import codec
+from balle.model import FactorizedPriorModel, ModelConfig
+from conftest import smooth_image
+
+
+def test_config_defaults_follow_the_paper():
+  assert ModelConfig(channels=3).num_filters == 192
+  assert ModelConfig(channels=1).num_filters == 128
+  assert ModelConfig(lmbda=0.013).name == "bls2017-mse-0.0130"
+  with pytest.raises(ValueError, match="channels"):
+    ModelConfig(channels=4)
+  with pytest.raises(ValueError, match="gdn_form"):
+    ModelConfig(gdn_form="fancy")
+
+
+def test_loss_is_rate_plus_lambda_times_mse():
+  model = FactorizedPriorModel(ModelConfig(num_filters=8, lmbda=0.05))
+  images = smooth_image(40, 56)[None].astype(np.float32)
+  bpp, mse_255, loss = model.rate_distortion(images, training=True)
+  assert bpp > 0 and mse_255 > 0
+  assert float(loss) == pytest.approx(float(bpp) + 0.05 * float(mse_255))
+  # An untrained synthesis outputs ~0, so the MSE is ~mean(x^2) on the 0..255
+  # scale (it would be < 1 on a 0..1 scale).
+  assert float(mse_255) == pytest.approx(np.mean(np.square(images)), rel=0.5)
+
+
+def test_rate_estimate_matches_coded_bits():
+  """Train briefly, then compare the noisy (training) rate, the ideal code
+  length of the rounded latents and the actual range-coded payload."""
+  tf.random.set_seed(0)
+  model = FactorizedPriorModel(ModelConfig(num_filters=16, lmbda=1.0))
+  image = smooth_image(128, 128)
+  images = tf.constant(image[None].astype(np.float32))
+  optimizer = tf.keras.optimizers.Adam(3e-3)
+
+  @tf.function
+  def step():
+    with tf.GradientTape() as tape:
+      _, _, loss = model.rate_distortion(images, training=True)
+    variables = model.trainable_variables
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+  for _ in range(200):
+    step()
+  noisy_bpp = np.mean([float(model.rate_distortion(images)[0])
+                       for _ in range(10)])
+  ideal_bpp = float(model.rate_distortion(images, training=False)[0])
+  model.freeze_for_coding()
+  payload, _ = model.compress(tf.constant(image))
+  coded_bpp = 8 * len(payload.numpy()) / image.shape[0] / image.shape[1]
+  assert coded_bpp > 0.05  # the model codes real information
+  assert ideal_bpp == pytest.approx(coded_bpp, rel=0.03, abs=8 * 4 / 128**2)
+  assert noisy_bpp == pytest.approx(coded_bpp, rel=0.10)
+
+
+def test_save_load_round_trip(tiny_model, tiny_model_dir, tmp_path):
+  loaded = FactorizedPriorModel.load(tiny_model_dir)
+  assert loaded.model_id == tiny_model.model_id
+  assert loaded.config == tiny_model.config
+  image = smooth_image(50, 30)
+  assert (codec.compress_image(loaded, image)
+          == codec.compress_image(tiny_model, image))
+  with pytest.raises(FileExistsError):
+    loaded.save(tiny_model_dir)
+  size = sum(os.path.getsize(os.path.join(tiny_model_dir, f))
+             for f in os.listdir(tiny_model_dir))
+  assert size < 200_000
+
+
+def test_corrupted_weights_are_detected(tiny_model, tmp_path):
+  tiny_model.save(str(tmp_path))
+  arrays = dict(np.load(tmp_path / "weights.npz"))
+  arrays["conv_0/kernel"][0, 0, 0, 0] += 1.0
+  np.savez(tmp_path / "weights.npz", **arrays)
+  with pytest.raises(ValueError, match="corrupted"):
+    FactorizedPriorModel.load(str(tmp_path))
+  with pytest.raises(FileNotFoundError, match="no model"):
+    FactorizedPriorModel.load(str(tmp_path / "missing"))
+
+
+def test_unfrozen_model_cannot_be_saved(tmp_path):
+  model = FactorizedPriorModel(ModelConfig(num_filters=8))
+  with pytest.raises(RuntimeError, match="freeze_for_coding"):
+    model.save(str(tmp_path))
+
+
+_CODE_IN_SUBPROCESS = """
+import sys, numpy as np
+from balle import codec
+from balle.model import FactorizedPriorModel
+model = FactorizedPriorModel.load(sys.argv[1])
+image = np.load(sys.argv[2])
+data = codec.compress_image(model, image)
+open(sys.argv[3] + ".balle", "wb").write(data)
+np.save(sys.argv[3] + ".npy", codec.decompress_image(data, model))
+"""
+
+
+def test_coding_is_deterministic_across_processes(tiny_model_dir, tiny_model,
+                                                  tmp_path):
+  image = smooth_image(70, 45)
+  np.save(tmp_path / "image.npy", image)
+  for run in ("a", "b"):
+    subprocess.run([sys.executable, "-c", _CODE_IN_SUBPROCESS, tiny_model_dir,
+                    str(tmp_path / "image.npy"), str(tmp_path / run)],
+                   check=True)
+  data_a = (tmp_path / "a.balle").read_bytes()
+  assert data_a == (tmp_path / "b.balle").read_bytes()
+  assert data_a == codec.compress_image(tiny_model, image)
+  decoded = codec.decompress_image(data_a, tiny_model)
+  np.testing.assert_array_equal(decoded, np.load(tmp_path / "a.npy"))
+  np.testing.assert_array_equal(decoded, np.load(tmp_path / "b.npy"))

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from balle import transforms
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (16, 16), (17, 33),
+                                          (100, 37), (31, 64)])
+def test_shapes_for_any_size(height, width):
+  analysis = transforms.AnalysisTransform(8)
+  synthesis = transforms.SynthesisTransform(8, 3)
+  latents = analysis(tf.zeros([2, height, width, 3]))
+  assert latents.shape == (2, -(-height // 16), -(-width // 16), 8)
+  images = synthesis(latents)
+  assert images.shape == (2, 16 * latents.shape[1], 16 * latents.shape[2], 3)
+
+
+def test_stages_follow_the_paper():
+  analysis = transforms.AnalysisTransform(8)
+  analysis.build((None, None, None, 3))
+  convs = [l for l in analysis.layers if isinstance(l, tf.keras.layers.Conv2D)]
+  assert [(c.kernel_size, c.strides) for c in convs] == [
+      ((9, 9), (4, 4)), ((5, 5), (2, 2)), ((5, 5), (2, 2))]
+  synthesis = transforms.SynthesisTransform(8, 1)
+  synthesis.build((None, None, None, 8))
+  deconvs = synthesis.layers[1::2]
+  assert [(d.kernel_size, d.strides, d.filters) for d in deconvs] == [
+      ((5, 5), (2, 2), 8), ((5, 5), (2, 2), 8), ((9, 9), (4, 4), 1)]
+  assert all(l.inverse for l in synthesis.layers[0::2])
+
+
+def _gdn_reference(x, beta, gamma, form):
+  """y_i = x_i / sqrt(beta_i + sum_j gamma_ji x_j^2), or the simplified form."""
+  if form == "paper":
+    return x / np.sqrt(beta + np.square(x) @ gamma)
+  return x / (beta + np.abs(x) @ gamma)
+
+
+@pytest.mark.parametrize("form", ["paper", "simplified"])
+def test_gdn_computes_its_formula(form):
+  layer = transforms.generalized_divisive_normalization(form, False, "g")
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(4, 5, 6, 3)).astype(np.float32)
+  gamma = rng.uniform(0.05, 0.5, (3, 3)).astype(np.float32)
+  beta = rng.uniform(0.5, 2.0, 3).astype(np.float32)
+  layer.gamma_parameter, layer.beta_parameter = gamma, beta
+  expected = _gdn_reference(x.astype(np.float64), beta, gamma, form)
+  np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-4)
+  inverse = transforms.generalized_divisive_normalization(form, True, "ig")
+  inverse.gamma_parameter, inverse.beta_parameter = gamma, beta
+  norm = x.astype(np.float64) / expected
+  np.testing.assert_allclose(inverse(x).numpy(), x * norm, rtol=1e-4)
+
+
+def test_unknown_gdn_form_is_refused():
+  with pytest.raises(ValueError, match="unknown GDN form"):
+    transforms.generalized_divisive_normalization("other", False, "g")
