@@ -11,6 +11,9 @@ checksum are written with `file_format.pack_tf`, the TensorFlow-op twin of
 model id, raising InvalidArgumentError with a message that names the problem.
 """
 
+import os
+import shutil
+
 import tensorflow as tf
 
 from balle import file_format
@@ -57,11 +60,25 @@ class _SavedCodec(tf.Module):
     return self.model.decompress(payload, latent_shape, image_shape, channels)
 
 
-def export_saved_model(model, directory):
-  """Writes `model` (frozen for coding) as a SavedModel into `directory`."""
+def export_saved_model(model, directory, overwrite=False):
+  """Writes `model` (frozen for coding) as a SavedModel into `directory`.
+
+  The SavedModel is written beside `directory` and renamed into place, so a
+  failed export leaves nothing half-written; an existing `directory` is only
+  replaced with overwrite=True.
+  """
   model._require_frozen()  # pylint: disable=protected-access
+  if os.path.exists(directory) and not overwrite:
+    raise FileExistsError(f"{directory} exists; pass --overwrite to replace it")
   module = _SavedCodec(model)
-  tf.saved_model.save(
-      module, directory,
-      signatures={"compress": module.compress,
-                  "decompress": module.decompress})
+  temporary = f"{directory.rstrip(os.sep)}.tmp-{os.getpid()}"
+  try:
+    tf.saved_model.save(
+        module, temporary,
+        signatures={"compress": module.compress,
+                    "decompress": module.decompress})
+    if os.path.exists(directory):
+      shutil.rmtree(directory)
+    os.replace(temporary, directory)
+  finally:
+    shutil.rmtree(temporary, ignore_errors=True)
