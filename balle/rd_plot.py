@@ -1,0 +1,326 @@
+"""Rate-distortion curves: plots, interpolated PSNR table and BD-rate.
+
+A curve is a set of (bpp, PSNR dB) and (bpp, MS-SSIM) points. For tables:
+
+- PSNR at a rate r is linear interpolation in bpp between the two nearest
+  points (blank when r is outside the curve's range: no extrapolation).
+- BD-rate (Bjontegaard delta rate) of a test curve against an anchor is the
+  mean relative rate difference at equal quality,
+      BD-rate = 10^(mean over D in [D_lo, D_hi] of (log10 R_test(D) -
+                log10 R_anchor(D))) - 1      (in percent; negative = saves),
+  with log10 R(D) interpolated by PCHIP and [D_lo, D_hi] the overlap of the
+  two curves' quality ranges (the `bjontegaard` package, method "pchip").
+  Only points that raise the quality over every lower-rate point are used, as
+  R(D) must be a function. A value whose overlap is below 75% of the union of
+  the quality ranges is marked with "*" in the table.
+"""
+
+import dataclasses
+import math
+import os
+import warnings
+
+import numpy as np
+
+from balle import reference_curves
+
+MODEL, MEASURED, PUBLISHED = "model", "measured", "published"
+TABLE_RATES_BPP = (0.25, 0.5, 1.0)
+MIN_OVERLAP = 0.75
+
+# Colors shared by the measured and published curves of one codec family.
+FAMILY_COLORS = {
+    "jpeg420": "tab:blue", "jpeg444": "tab:cyan", "j2k": "tab:green",
+    "j2k53": "tab:olive", "webp": "tab:purple", "avif": "tab:orange",
+    "bpg444": "tab:brown", "heic": "tab:pink", "balle2017": "tab:red",
+    "balle2018": "tab:gray", "compressai-factorized": "tab:pink",
+}
+MODEL_COLORS = ("black", "crimson", "navy", "darkgreen")
+_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">")
+
+
+@dataclasses.dataclass(frozen=True)
+class Curve:
+  """RD points of one codec or model; kind is MODEL, MEASURED or PUBLISHED."""
+  label: str
+  kind: str
+  psnr_rgb: tuple      # ((bpp, dB), ...)
+  ms_ssim_rgb: tuple   # ((bpp, MS-SSIM in [0, 1]), ...)
+  family: str = ""
+
+  def ms_ssim_db(self):
+    """((bpp, -10 log10(1 - MS-SSIM)), ...)."""
+    return tuple((bpp, -10.0 * math.log10(1.0 - value))
+                 for bpp, value in self.ms_ssim_rgb if value < 1.0)
+
+
+def _finite_points(bpps, values):
+  return tuple(sorted(
+      (float(b), float(v)) for b, v in zip(bpps, values)
+      if b is not None and v is not None and math.isfinite(b) and
+      math.isfinite(v) and b > 0))
+
+
+def curve_from_results(document, kind=MEASURED):
+  """Curve from a CompressAI-layout results dict (balle.evaluation)."""
+  results = document["results"]
+  bpp = results["bpp"]
+  return Curve(
+      label=document["name"], kind=document.get("kind", kind),
+      psnr_rgb=_finite_points(bpp, results.get("psnr-rgb", [])),
+      ms_ssim_rgb=_finite_points(bpp, results.get("ms-ssim-rgb", [])),
+      family=document.get("codec", ""))
+
+
+_PUBLISHED_FAMILIES = {
+    "balle2017-mse": "balle2017", "balle2018-mse": "balle2018",
+    "jpeg420-published": "jpeg420", "j2k-opj5-published": "j2k53",
+    "bpg444-published": "bpg444", "webp-published": "webp",
+    "compressai-bmshj2018-factorized-mse": "compressai-factorized",
+}
+
+
+def curve_from_published(published):
+  """Curve from a reference_curves.PublishedCurve."""
+  return Curve(label=published.label, kind=PUBLISHED,
+               psnr_rgb=tuple(published.psnr_rgb),
+               ms_ssim_rgb=tuple(published.ms_ssim_rgb),
+               family=_PUBLISHED_FAMILIES.get(published.key, ""))
+
+
+def published_curves(keys=reference_curves.DEFAULT_PLOTTED):
+  """Curves for the given reference_curves keys."""
+  return [curve_from_published(reference_curves.BY_KEY[key]) for key in keys]
+
+
+# -- numbers ------------------------------------------------------------------
+
+
+def value_at(points, bpp):
+  """Linear interpolation of value at `bpp`; NaN outside the points' range."""
+  if len(points) < 1:
+    return math.nan
+  rates = np.array([p[0] for p in points])
+  values = np.array([p[1] for p in points])
+  order = np.argsort(rates)
+  rates, values = rates[order], values[order]
+  if bpp < rates[0] or bpp > rates[-1]:
+    return math.nan
+  return float(np.interp(bpp, rates, values))
+
+
+def monotone_points(points):
+  """Points sorted by rate whose quality exceeds that of all cheaper points."""
+  kept = []
+  for bpp, value in sorted(points):
+    if not kept or value > kept[-1][1]:
+      if kept and bpp == kept[-1][0]:
+        kept[-1] = (bpp, value)
+      else:
+        kept.append((bpp, value))
+  return tuple(kept)
+
+
+def quality_overlap(anchor, test):
+  """Overlap of the two curves' quality ranges / their union, in [0, 1]."""
+  if not anchor or not test:
+    return 0.0
+  a = [v for _, v in anchor]
+  t = [v for _, v in test]
+  union = max(max(a), max(t)) - min(min(a), min(t))
+  overlap = min(max(a), max(t)) - max(min(a), min(t))
+  return max(overlap, 0.0) / union if union > 0 else 0.0
+
+
+def bd_rate(anchor, test):
+  """(BD-rate of test vs anchor in percent, quality overlap fraction).
+
+  anchor, test: ((bpp, quality), ...). NaN when a curve has fewer than two
+  usable points or the quality ranges do not overlap.
+  """
+  import bjontegaard  # pylint: disable=import-outside-toplevel
+  anchor = monotone_points(anchor)
+  test = monotone_points(test)
+  overlap = quality_overlap(anchor, test)
+  if len(anchor) < 2 or len(test) < 2 or overlap <= 0:
+    return math.nan, overlap
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    value = bjontegaard.bd_rate(
+        [p[0] for p in anchor], [p[1] for p in anchor],
+        [p[0] for p in test], [p[1] for p in test],
+        method="pchip", require_matching_points=False, min_overlap=0)
+  return float(value), overlap
+
+
+# -- table --------------------------------------------------------------------
+
+
+def _format(value, digits, suffix=""):
+  return "" if not math.isfinite(value) else f"{value:.{digits}f}{suffix}"
+
+
+def _format_bd(value_and_overlap):
+  value, overlap = value_and_overlap
+  if not math.isfinite(value):
+    return ""
+  return f"{value:+.1f}%" + ("*" if overlap < MIN_OVERLAP else "")
+
+
+def find_anchor(curves, family, kind):
+  """The first curve of the given family and kind, or None."""
+  for curve in curves:
+    if curve.family == family and curve.kind == kind:
+      return curve
+  return None
+
+
+def markdown_table(curves, rates_bpp=TABLE_RATES_BPP):
+  """Markdown table: PSNR at `rates_bpp` and BD-rates per curve."""
+  j2k = find_anchor(curves, "j2k", MEASURED)
+  balle = find_anchor(curves, "balle2017", PUBLISHED)
+  header = (["Curve", "Kind"] +
+            [f"PSNR @ {r:g} bpp (dB)" for r in rates_bpp] +
+            ["BD-rate vs JPEG 2000 9/7 (measured), PSNR",
+             "BD-rate vs Ballé 2017 (published), PSNR",
+             "BD-rate vs Ballé 2017 (published), MS-SSIM dB"])
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+  for curve in curves:
+    row = [curve.label, curve.kind]
+    row += [_format(value_at(curve.psnr_rgb, r), 2) for r in rates_bpp]
+    row.append(_format_bd(bd_rate(j2k.psnr_rgb, curve.psnr_rgb))
+               if j2k is not None else "")
+    if balle is not None:
+      row.append(_format_bd(bd_rate(balle.psnr_rgb, curve.psnr_rgb)))
+      row.append(_format_bd(bd_rate(balle.ms_ssim_db(), curve.ms_ssim_db())))
+    else:
+      row += ["", ""]
+    lines.append("| " + " | ".join(row) + " |")
+  notes = [
+      "",
+      "PSNR: RGB PSNR averaged over images, linearly interpolated in bpp; "
+      "blank outside a curve's measured range. BD-rate: Bjontegaard delta "
+      "rate (PCHIP, `bjontegaard` package) over the overlapping quality "
+      "range; negative means fewer bits than the anchor at equal quality. "
+      f"* = quality ranges overlap by less than {MIN_OVERLAP:.0%}.",
+  ]
+  return "\n".join(lines + notes) + "\n"
+
+
+# -- plots --------------------------------------------------------------------
+
+
+def _style(curve, model_index, marker_index):
+  color = FAMILY_COLORS.get(curve.family)
+  if curve.kind == MODEL:
+    return dict(color=MODEL_COLORS[model_index % len(MODEL_COLORS)],
+                linestyle="-", linewidth=2.4, marker="o", markersize=5,
+                zorder=5)
+  if curve.kind == PUBLISHED:
+    return dict(color=color, linestyle="--", linewidth=1.4, marker=None,
+                zorder=3)
+  return dict(color=color, linestyle="-", linewidth=1.4,
+              marker=_MARKERS[marker_index % len(_MARKERS)], markersize=4,
+              markerfacecolor="none", zorder=4)
+
+
+def plot_curves(curves, metric, path_stem, title, max_bpp=2.0):
+  """Writes path_stem.png and path_stem.pdf; metric "psnr" or "ms_ssim_db"."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  from matplotlib import pyplot  # pylint: disable=import-outside-toplevel
+
+  if metric == "psnr":
+    ylabel = "PSNR, RGB (dB)"
+  elif metric == "ms_ssim_db":
+    ylabel = "MS-SSIM, RGB (dB) = -10 log10(1 - MS-SSIM)"
+  else:
+    raise ValueError(f"unknown metric {metric!r}")
+  figure, axes = pyplot.subplots(figsize=(10, 6.2))
+  visible = []
+  model_index = marker_index = 0
+  # Published curves first so that measured ones draw on top in the legend.
+  order = sorted(curves, key=lambda c: {MODEL: 0, MEASURED: 1,
+                                        PUBLISHED: 2}.get(c.kind, 3))
+  for curve in order:
+    points = curve.psnr_rgb if metric == "psnr" else curve.ms_ssim_db()
+    points = [p for p in points if p[0] <= max_bpp * 1.05]
+    if not points:
+      continue
+    style = _style(curve, model_index, marker_index)
+    if curve.kind == MODEL:
+      model_index += 1
+    elif curve.kind == MEASURED:
+      marker_index += 1
+    label = (f"{curve.label} [measured]" if curve.kind == MEASURED
+             else curve.label)
+    axes.plot([p[0] for p in points], [p[1] for p in points], label=label,
+              **style)
+    visible += [p[1] for p in points]
+  axes.set_xlim(0, max_bpp)
+  if visible:
+    low, high = min(visible), max(visible)
+    axes.set_ylim(math.floor(low) - 0.5, math.ceil(high) + 0.5)
+  axes.set_xlabel("Rate (bits per pixel, whole file)")
+  axes.set_ylabel(ylabel)
+  axes.set_title(title)
+  axes.grid(True, which="major", alpha=0.5)
+  axes.grid(True, which="minor", alpha=0.2)
+  axes.minorticks_on()
+  axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+              title="solid: measured here   dashed: published",
+              title_fontsize=8, frameon=False)
+  figure.tight_layout()
+  directory = os.path.dirname(path_stem)
+  if directory:
+    os.makedirs(directory, exist_ok=True)
+  paths = []
+  for suffix in (".png", ".pdf"):
+    figure.savefig(path_stem + suffix, dpi=150)
+    paths.append(path_stem + suffix)
+  pyplot.close(figure)
+  return paths
+
+
+def write_report(curves, output_dir, title, max_bpp=2.0):
+  """Both plots plus rd_table.md in `output_dir`; returns the written paths."""
+  os.makedirs(output_dir, exist_ok=True)
+  paths = plot_curves(curves, "psnr", os.path.join(output_dir, "rd_psnr"),
+                      f"{title}: RGB PSNR vs rate", max_bpp)
+  paths += plot_curves(curves, "ms_ssim_db",
+                       os.path.join(output_dir, "rd_ms_ssim"),
+                       f"{title}: RGB MS-SSIM vs rate", max_bpp)
+  table_path = os.path.join(output_dir, "rd_table.md")
+  with open(table_path, "w") as f:
+    f.write(f"# {title}\n\n")
+    f.write(markdown_table(curves))
+    published = [reference_curves.BY_KEY[key] for key in
+                 reference_curves.BY_KEY
+                 if any(c.kind == PUBLISHED and
+                        c.label == reference_curves.BY_KEY[key].label
+                        for c in curves)]
+    if published:
+      f.write("\nPublished curves (cited, not measured here):\n\n")
+      f.writelines(f"- {p.label}: {p.source}\n" for p in published)
+  paths.append(table_path)
+  return paths
+
+
+def result_files(paths):
+  """Results JSON files: the given files, plus *.json directly in folders."""
+  files = []
+  for path in paths:
+    if os.path.isdir(path):
+      files += sorted(os.path.join(path, name) for name in os.listdir(path)
+                      if name.endswith(".json"))
+    else:
+      files.append(path)
+  return files
+
+
+def load_curves(paths):
+  """Curves from results JSON files or folders of them (balle.evaluation)."""
+  from balle import evaluation  # pylint: disable=import-outside-toplevel
+  return [curve_from_results(evaluation.read_results(path))
+          for path in result_files(paths)]

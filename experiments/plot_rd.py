@@ -1,0 +1,33 @@
+"""Rate-distortion plots and table from results files and published curves.
+
+    python -m experiments.plot_rd --results=results/kodak/models,results/kodak/baselines \
+        --output_dir=results/kodak
+
+Writes rd_psnr.{png,pdf}, rd_ms_ssim.{png,pdf} and rd_table.md (PSNR at 0.25,
+0.5 and 1 bpp, BD-rates against measured JPEG 2000 and published Ballé 2017).
+"""
+
+from absl import app, flags, logging
+
+from balle import rd_plot, reference_curves
+
+flags.DEFINE_list("results", [], "Results JSON files or folders of them.")
+flags.DEFINE_list("references", list(reference_curves.DEFAULT_PLOTTED),
+                  f"Published curves, from {sorted(reference_curves.BY_KEY)}.")
+flags.DEFINE_string("output_dir", "results/plots", "Where to write.")
+flags.DEFINE_string("title", "Kodak", "Plot title prefix.")
+flags.DEFINE_float("max_bpp", 2.0, "Right end of the rate axis.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  curves = rd_plot.load_curves(FLAGS.results)
+  curves += rd_plot.published_curves(FLAGS.references)
+  written = rd_plot.write_report(curves, FLAGS.output_dir, FLAGS.title,
+                                 FLAGS.max_bpp)
+  logging.info("wrote %s", ", ".join(written))
+
+
+if __name__ == "__main__":
+  app.run(main)

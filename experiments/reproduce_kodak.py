@@ -1,0 +1,132 @@
+"""Reproduces the Kodak rate-distortion comparison end to end.
+
+    python -m experiments.reproduce_kodak [--images=data/kodak] [--quick]
+
+1. finds the 24 Kodak images in --images (downloads them there when the
+   folder is missing or empty and the network allows);
+2. evaluates the shipped pretrained models (or --models) with real
+   compress/decompress (balle.evaluation);
+3. measures the classic codecs through Pillow (balle.baselines, cached);
+4. plots PSNR and MS-SSIM against bpp beside published curves and writes the
+   table (balle.rd_plot).
+
+Everything goes to --output_dir (results/kodak; results/kodak_quick with
+--quick, which uses the first 3 images and 3 settings per codec).
+"""
+
+import os
+import sys
+import urllib.error
+import urllib.request
+
+from absl import app, flags, logging
+
+from balle import baselines, evaluation, rd_plot, reference_curves
+
+KODAK_URL = "http://r0k.us/graphics/kodak/kodak/kodim{:02d}.png"
+NUM_KODAK_IMAGES = 24
+
+flags.DEFINE_string("images", "data/kodak",
+                    "Folder of the Kodak PNGs (downloaded there if missing).")
+flags.DEFINE_string("output_dir", "",
+                    "Where to write (default results/kodak, or "
+                    "results/kodak_quick with --quick).")
+flags.DEFINE_list("models", None,
+                  "Model folders or shipped names (default: all shipped).")
+flags.DEFINE_list("codecs", list(baselines.DEFAULT_CODECS),
+                  f"Classic codecs, from {sorted(baselines.CODECS_BY_NAME)}.")
+flags.DEFINE_bool("quick", False,
+                  "First --quick_images images, 3 settings per codec (CI).")
+flags.DEFINE_integer("quick_images", 3, "Images used with --quick.")
+flags.DEFINE_bool("download", True,
+                  "Download Kodak into --images when it has no images.")
+FLAGS = flags.FLAGS
+
+
+def _has_images(directory):
+  try:
+    return bool(evaluation.list_image_files(directory))
+  except FileNotFoundError:
+    return False
+
+
+def download_kodak(directory, url_pattern=KODAK_URL, timeout_s=30):
+  """Downloads kodim01..24.png into `directory` (skips files present)."""
+  os.makedirs(directory, exist_ok=True)
+  for index in range(1, NUM_KODAK_IMAGES + 1):
+    name = f"kodim{index:02d}.png"
+    path = os.path.join(directory, name)
+    if os.path.exists(path):
+      continue
+    url = url_pattern.format(index)
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:
+      data = response.read()
+    temporary = path + ".part"
+    with open(temporary, "wb") as f:
+      f.write(data)
+    os.replace(temporary, path)
+    logging.info("[%2d/%d] %s (%d KB)", index, NUM_KODAK_IMAGES, name,
+                 len(data) // 1024)
+
+
+def ensure_images(directory, download=True):
+  """Exits with one clear message when `directory` has no usable images."""
+  if _has_images(directory):
+    return
+  if download:
+    logging.info("no images in %s: downloading the Kodak set from %s",
+                 directory, KODAK_URL.format(1).rsplit("/", 1)[0])
+    try:
+      download_kodak(directory)
+      return
+    except (OSError, urllib.error.URLError) as error:
+      reason = f"download failed: {getattr(error, 'reason', error)}"
+  else:
+    reason = "download disabled (--nodownload)"
+  sys.exit(f"error: no Kodak images in {directory!r} ({reason}). Put "
+           "kodim01.png ... kodim24.png in a folder and pass --images=DIR.")
+
+
+def main(argv):
+  del argv
+  output_dir = FLAGS.output_dir or (
+      "results/kodak_quick" if FLAGS.quick else "results/kodak")
+  ensure_images(FLAGS.images, FLAGS.download)
+  paths = evaluation.list_image_files(
+      FLAGS.images, FLAGS.quick_images if FLAGS.quick else 0)
+  images = evaluation.load_images(paths)
+  image_set = evaluation.image_set_hash(paths)
+  logging.info("%d images from %s (image set %s)", len(images), FLAGS.images,
+               image_set[:12])
+
+  result_paths = []
+  model_names = FLAGS.models
+  if model_names is None:
+    from balle import pretrained  # pylint: disable=import-outside-toplevel
+    model_names = pretrained.list_models()
+  if model_names:
+    written = evaluation.evaluate_models(
+        model_names, images, os.path.join(output_dir, "models"),
+        image_set=image_set)
+    result_paths += [p for p in written if p.endswith(".json")]
+  else:
+    logging.warning("no shipped pretrained models and no --models: only the "
+                    "classic codecs are measured")
+
+  written = baselines.run(
+      baselines.get_codecs(FLAGS.codecs), images, image_set,
+      os.path.join(output_dir, "baselines"),
+      cache_dir=os.path.join(output_dir, "cache"), quick=FLAGS.quick)
+  result_paths += [p for p in written if p.endswith(".json")]
+
+  curves = rd_plot.load_curves(result_paths)
+  curves += rd_plot.published_curves(reference_curves.DEFAULT_PLOTTED)
+  title = f"Kodak ({len(images)} image{'s' * (len(images) != 1)})"
+  written = rd_plot.write_report(curves, output_dir, title)
+  logging.info("wrote %s", ", ".join(written))
+  with open(os.path.join(output_dir, "rd_table.md")) as f:
+    print(f.read())
+
+
+if __name__ == "__main__":
+  app.run(main)

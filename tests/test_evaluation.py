@@ -1,0 +1,214 @@
+"""Tests of balle.evaluation, the evaluate runner and reproduce_kodak."""
+
+import csv
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import urllib.error
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from balle import evaluation
+from balle.model import FactorizedPriorModel, ModelConfig
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _image(height, width, seed):
+  rng = np.random.default_rng(seed)
+  y, x = np.mgrid[0:height, 0:width]
+  base = np.stack([x * 1.3 + seed * 40, y * 1.1, (x + y) * 0.5], -1) % 256
+  return np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+
+
+def _write_images(directory, count=2, height=168, width=176):
+  os.makedirs(directory, exist_ok=True)
+  for index in range(count):
+    Image.fromarray(_image(height, width, index)).save(
+        os.path.join(directory, f"img{index}.png"))
+  return str(directory)
+
+
+def _png_codec():
+  def encode(image):
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+  decode = lambda data: np.asarray(Image.open(io.BytesIO(data)))
+  return encode, decode
+
+
+def _jpeg_codec(quality):
+  def encode(image):
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+  decode = lambda data: np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+  return encode, decode
+
+
+def test_measure_image_counts_the_whole_file():
+  image = _image(170, 180, 0)
+  encode, decode = _png_codec()
+  result = evaluation.measure_image("png", 0, "a.png", image, encode, decode)
+  assert result.num_bytes == len(encode(image))
+  assert result.bpp == pytest.approx(8 * result.num_bytes / (170 * 180))
+  assert result.psnr_rgb == math.inf and result.mse_255 == 0
+  assert result.ms_ssim_rgb == pytest.approx(1.0, abs=1e-6)
+  assert result.encode_time_s > 0 and result.decode_time_s > 0
+
+
+def test_measure_image_rejects_wrong_shape():
+  image = _image(170, 180, 0)
+  encode, _ = _png_codec()
+  with pytest.raises(ValueError, match="decoded shape"):
+    evaluation.measure_image("bad", 0, "a", image, encode,
+                             lambda data: image[:10])
+
+
+def test_aggregate_averages_per_image_values():
+  images = [("a", _image(170, 180, 0)), ("b", _image(170, 180, 1))]
+  results = []
+  for quality in (90, 20):
+    results += evaluation.measure_setting("jpeg", quality, images,
+                                          *_jpeg_codec(quality))
+  points = evaluation.aggregate(results)
+  assert [p.setting for p in points] == [20, 90]  # sorted by bpp
+  for point in points:
+    mine = [r for r in results if r.setting == point.setting]
+    assert point.num_images == 2
+    assert point.bpp == pytest.approx(np.mean([r.bpp for r in mine]))
+    # Mean of per-image PSNRs, not the PSNR of the mean MSE.
+    assert point.psnr_rgb == pytest.approx(np.mean([r.psnr_rgb for r in mine]))
+    assert point.ms_ssim_db == pytest.approx(
+        -10 * math.log10(1 - point.ms_ssim_rgb))
+
+
+def test_results_document_schema_and_round_trip(tmp_path):
+  images = [("a", _image(170, 180, 0))]
+  results = []
+  for quality in (30, 80):
+    results += evaluation.measure_setting("jpeg", quality, images,
+                                          *_jpeg_codec(quality))
+  results += evaluation.measure_setting("jpeg", "lossless", images,
+                                        *_png_codec())
+  document = evaluation.results_document(
+      "JPEG", "test", evaluation.aggregate(results), "quality",
+      image_set="abc", kind="measured")
+  assert set(document) >= {"name", "description", "results"}
+  assert set(document["results"]) == set(evaluation.RESULT_KEYS)
+  lengths = {len(v) for v in document["results"].values()}
+  assert lengths == {3}
+  bpp = document["results"]["bpp"]
+  assert bpp == sorted(bpp)
+  assert document["settings"] == [30, 80, "lossless"]
+  assert document["results"]["psnr-rgb"][-1] is None  # inf -> null
+  path = str(tmp_path / "out" / "r.json")
+  evaluation.write_json(path, document)
+  with open(path) as f:
+    json.loads(f.read())  # strict JSON: no NaN/Infinity literals
+  back = evaluation.read_results(path)
+  assert math.isnan(back["results"]["psnr-rgb"][-1])
+  assert back["results"]["bpp"] == pytest.approx(bpp)
+  csv_path = str(tmp_path / "out" / "r.csv")
+  evaluation.write_csv(csv_path, results)
+  with open(csv_path) as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 3 and tuple(rows[0]) == evaluation.CSV_FIELDS
+
+
+def test_read_results_rejects_other_json(tmp_path):
+  path = tmp_path / "x.json"
+  path.write_text('{"foo": 1}')
+  with pytest.raises(ValueError):
+    evaluation.read_results(str(path))
+
+
+def test_image_files_and_hash(tmp_path):
+  directory = _write_images(tmp_path / "images", count=3)
+  (tmp_path / "images" / "notes.txt").write_text("not an image")
+  paths = evaluation.list_image_files(directory)
+  assert [os.path.basename(p) for p in paths] == ["img0.png", "img1.png",
+                                                  "img2.png"]
+  assert len(evaluation.list_image_files(directory, max_images=2)) == 2
+  digest = evaluation.image_set_hash(paths)
+  assert digest == evaluation.image_set_hash(paths)
+  assert digest != evaluation.image_set_hash(paths[:2])
+  with pytest.raises(FileNotFoundError):
+    evaluation.list_image_files(str(tmp_path / "missing"))
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+  """Two frozen, untrained 8-filter models with different lambdas."""
+  directories = []
+  for lmbda in (0.001, 0.01):
+    directory = str(tmp_path_factory.mktemp(f"model{lmbda}"))
+    model = FactorizedPriorModel(ModelConfig(num_filters=8, lmbda=lmbda))
+    model.freeze_for_coding()
+    model.save(directory, overwrite=True)
+    directories.append(directory)
+  return directories
+
+
+def test_evaluate_models_end_to_end(tmp_path, tiny_models):
+  directory = _write_images(tmp_path / "images", count=2)
+  paths = evaluation.list_image_files(directory)
+  images = evaluation.load_images(paths)
+  written = evaluation.evaluate_models(tiny_models, images,
+                                       str(tmp_path / "out"), image_set="x")
+  document = evaluation.read_results(written[0])
+  assert document["kind"] == "model"
+  assert len(document["results"]["bpp"]) == 2
+  assert sorted(document["lmbda"]) == [0.001, 0.01]
+  assert all(b > 0 for b in document["results"]["bpp"])
+  with open(written[1]) as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 4
+  # bpp is the size of the complete .balle file.
+  from balle import codec  # pylint: disable=import-outside-toplevel
+  model = evaluation.load_model(tiny_models[0])
+  data = codec.compress_image(model, images[0][1])
+  row = next(r for r in rows if r["setting"] == model.config.name and
+             r["image"] == "img0.png")
+  assert int(row["num_bytes"]) == len(data)
+
+
+def _run(module, *args):
+  return subprocess.run(
+      [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
+      text=True, timeout=240, check=False)
+
+
+def test_reproduce_kodak_quick_cli(tmp_path, tiny_models):
+  directory = _write_images(tmp_path / "images", count=2)
+  out = tmp_path / "out"
+  process = _run("experiments.reproduce_kodak", f"--images={directory}",
+                 f"--output_dir={out}", "--quick", "--codecs=jpeg420,j2k",
+                 f"--models={tiny_models[0]}")
+  assert process.returncode == 0, process.stderr[-2000:]
+  for name in ("rd_psnr.png", "rd_psnr.pdf", "rd_ms_ssim.png",
+               "rd_table.md", "models/results.json",
+               "baselines/jpeg420.json", "baselines/j2k.json"):
+    assert (out / name).exists(), name
+  assert "JPEG 2000 9/7" in (out / "rd_table.md").read_text()
+
+
+def test_reproduce_kodak_without_images_names_the_flag(tmp_path, monkeypatch):
+  monkeypatch.syspath_prepend(REPO)
+  from experiments import reproduce_kodak  # pylint: disable=import-outside-toplevel
+
+  def offline(*args, **kwargs):
+    raise urllib.error.URLError("no network")
+  monkeypatch.setattr(reproduce_kodak.urllib.request, "urlopen", offline)
+  with pytest.raises(SystemExit) as raised:
+    reproduce_kodak.ensure_images(str(tmp_path / "kodak"))
+  message = str(raised.value.code)
+  assert "--images" in message and "no network" in message
+  with pytest.raises(SystemExit, match="--images"):
+    reproduce_kodak.ensure_images(str(tmp_path / "kodak"), download=False)

@@ -1,0 +1,134 @@
+"""Tests of balle.rd_plot (BD-rate, interpolation, table, plots) and the
+published reference curves."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from balle import baselines, rd_plot, reference_curves
+
+
+def _log_curve(rates, factor=1.0):
+  """PSNR = 30 + 10 log2(bpp / factor): `factor` times the anchor's rate."""
+  return tuple((r, 30 + 10 * math.log2(r / factor)) for r in rates)
+
+
+def test_bd_rate_of_a_rate_scaled_curve():
+  anchor = _log_curve([0.1, 0.25, 0.5, 1.0, 2.0])
+  # Same quality at 80% of the rate, sampled at other points.
+  test = _log_curve([0.09, 0.2, 0.45, 0.9, 1.5], factor=0.8)
+  value, overlap = rd_plot.bd_rate(anchor, test)
+  assert value == pytest.approx(-20.0, abs=1e-6)
+  assert overlap > 0.75
+  value, _ = rd_plot.bd_rate(test, anchor)
+  assert value == pytest.approx(25.0, abs=1e-6)
+  value, _ = rd_plot.bd_rate(anchor, anchor)
+  assert value == pytest.approx(0.0, abs=1e-9)
+
+
+def test_bd_rate_without_overlap_or_points_is_nan():
+  anchor = ((0.1, 20.0), (0.2, 22.0))
+  assert math.isnan(rd_plot.bd_rate(anchor, ((1.0, 40.0), (2.0, 42.0)))[0])
+  assert math.isnan(rd_plot.bd_rate(anchor, ((1.0, 21.0),))[0])
+
+
+def test_monotone_points_and_interpolation():
+  points = ((0.5, 30.0), (0.1, 25.0), (0.7, 29.0), (1.0, 33.0))
+  assert rd_plot.monotone_points(points) == ((0.1, 25.0), (0.5, 30.0),
+                                             (1.0, 33.0))
+  assert rd_plot.value_at(points, 0.3) == pytest.approx(27.5)
+  assert math.isnan(rd_plot.value_at(points, 0.05))
+  assert math.isnan(rd_plot.value_at(points, 1.5))
+  assert math.isnan(rd_plot.value_at((), 0.5))
+
+
+def test_reference_curves_are_sane():
+  balle = reference_curves.BALLE2017_MSE
+  assert balle.psnr_rgb[0] == (0.119752, 26.775134)  # first published point
+  for curve in reference_curves.ALL:
+    assert curve.source and curve.label
+    for points, low, high in ((curve.psnr_rgb, 15, 50),
+                              (curve.ms_ssim_rgb, 0.5, 1.0)):
+      rates = [p[0] for p in points]
+      assert rates == sorted(rates) and 0 < rates[0] and rates[-1] <= 3
+      assert all(low < p[1] < high for p in points)
+  for key in reference_curves.DEFAULT_PLOTTED:
+    assert key in reference_curves.BY_KEY
+  # The paper's curve lies above published OpenJPEG at 1 bpp.
+  j2k = reference_curves.J2K_OPJ5
+  assert (rd_plot.value_at(balle.psnr_rgb, 1.0) >
+          rd_plot.value_at(j2k.psnr_rgb, 1.0))
+
+
+def _curves():
+  model = rd_plot.Curve("Model", rd_plot.MODEL,
+                        _log_curve([0.2, 0.4, 0.8, 1.6], 0.7),
+                        ((0.2, 0.9), (0.4, 0.95), (0.8, 0.98), (1.6, 0.99)))
+  j2k = rd_plot.Curve("J2K", rd_plot.MEASURED,
+                      _log_curve([0.1, 0.3, 0.6, 1.2, 2.0]),
+                      ((0.1, 0.85), (0.3, 0.93), (0.6, 0.96), (1.2, 0.98),
+                       (2.0, 0.99)), family="j2k")
+  return [model, j2k] + rd_plot.published_curves()
+
+
+def test_markdown_table():
+  table = rd_plot.markdown_table(_curves())
+  lines = table.splitlines()
+  assert lines[0].startswith("| Curve |") and "BD-rate vs Ballé 2017" in lines[0]
+  model_row = next(l for l in lines if l.startswith("| Model |"))
+  cells = [c.strip() for c in model_row.strip("|").split("|")]
+  assert cells[1] == "model"
+  # PSNR @ 0.25 bpp interpolated; BD-rate vs J2K = 1/0.7 - 1 = -30%.
+  assert float(cells[2]) == pytest.approx(
+      rd_plot.value_at(_curves()[0].psnr_rgb, 0.25), abs=0.01)
+  assert cells[5].startswith("-30.0%")  # "*" marks partial overlap
+  j2k_row = next(l for l in lines if l.startswith("| J2K |"))
+  assert "+0.0%" in j2k_row
+  # Ballé 2017's own row: 0% against itself.
+  balle_row = next(l for l in lines if l.startswith("| Ballé 2017"))
+  assert balle_row.count("+0.0%") == 2
+
+
+def test_blank_cells_when_out_of_range():
+  short = rd_plot.Curve("Short", rd_plot.MEASURED, ((0.4, 30.0), (0.6, 31.0)),
+                        ())
+  row = next(l for l in rd_plot.markdown_table([short]).splitlines()
+             if l.startswith("| Short"))
+  cells = [c.strip() for c in row.strip("|").split("|")]
+  assert cells[2] == "" and cells[3] == "30.50" and cells[4] == ""
+
+
+def test_write_report(tmp_path):
+  paths = rd_plot.write_report(_curves(), str(tmp_path), "Synthetic")
+  for name in ("rd_psnr.png", "rd_psnr.pdf", "rd_ms_ssim.png",
+               "rd_ms_ssim.pdf", "rd_table.md"):
+    path = tmp_path / name
+    assert str(path) in paths and path.stat().st_size > 1000
+  with Image.open(tmp_path / "rd_psnr.png") as image:
+    assert image.size[0] > 800
+  text = (tmp_path / "rd_table.md").read_text()
+  assert "tensorflow-compression" in text
+
+
+def test_baselines_and_plot_end_to_end(tmp_path):
+  rng = np.random.default_rng(0)
+  y, x = np.mgrid[0:176, 0:176]
+  images = []
+  for index in range(2):
+    base = np.stack([x + 30 * index, y, x + y], -1) % 256
+    images.append((f"i{index}.png", np.clip(
+        base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)))
+  written = baselines.run(baselines.get_codecs(["jpeg420", "j2k"]), images,
+                          "set", str(tmp_path / "baselines"), quick=True)
+  curves = rd_plot.load_curves([str(tmp_path / "baselines")])
+  assert sorted(c.family for c in curves) == ["j2k", "jpeg420"]
+  assert all(len(c.psnr_rgb) == 3 for c in curves)
+  curves += rd_plot.published_curves()
+  rd_plot.write_report(curves, str(tmp_path / "report"), "Tiny")
+  table = (tmp_path / "report" / "rd_table.md").read_text()
+  assert "JPEG 4:2:0 (libjpeg-turbo)" in table
+  assert os.path.exists(tmp_path / "report" / "rd_ms_ssim.pdf")
+  assert len(written) == 4
