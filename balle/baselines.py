@@ -15,8 +15,9 @@ its bytes count towards bpp) and decodes it back with Pillow:
 - webp: libwebp lossy, method=6 (slowest, best compression), quality 0..90.
 - avif: libavif with the AV1 encoder Pillow is built with, chroma 4:4:4,
   speed 6 (libavif's default), one thread, quality 5..85.
-- heic: HEVC in HEIF via the optional pillow-heif package, quality 5..90;
-  unavailable when pillow-heif is not installed.
+- heic: HEVC (x265 through libheif) in HEIF via the optional pillow-heif
+  package, chroma 4:4:4 (like the published BPG 4:4:4 curve, also HEVC),
+  quality 10..60 (x265's quality scale reaches ~4 bpp at 80 on Kodak); skipped with a note when pillow-heif is not installed.
 
 Results are cached per codec in a JSON file whose name holds a hash of the
 image set, the codec, its settings and the library version, so a rerun on the
@@ -61,8 +62,10 @@ class Codec:
     """Pillow version + the codec library's version, for cache keys."""
     if self.feature == "pillow_heif":
       heif = _pillow_heif()
-      version = getattr(heif, "__version__", "?") if heif else "missing"
-      return f"pillow-{PIL.__version__}/pillow-heif-{version}"
+      if heif is None:
+        return f"pillow-{PIL.__version__}/pillow-heif-missing"
+      return (f"pillow-{PIL.__version__}/pillow-heif-{heif.__version__}/"
+              f"libheif-{heif.libheif_version()}")
     return (f"pillow-{PIL.__version__}/{self.feature}-"
             f"{features.version(self.feature)}")
 
@@ -131,29 +134,30 @@ def _encode_heic(image, quality):
   pil_image = _to_pil(image)
   if pil_image.mode == "L":
     pil_image = pil_image.convert("RGB")
-  return _save(pil_image, "HEIF", quality=int(quality))
+  return _save(pil_image, "HEIF", quality=int(quality), chroma=444)
 
 
 _QUALITIES = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 85, 90)
 _J2K_BPP = (0.1, 0.15, 0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0)
-_J2K_QUICK = (0.25, 0.5, 1.0)
+_J2K_QUICK = (0.2, 0.5, 1.2)
 
 CODECS = (
     Codec("jpeg420", "JPEG 4:2:0 (libjpeg-turbo)", "quality", _QUALITIES,
-          (20, 50, 80), _encode_jpeg("4:2:0"), "jpg"),
+          (10, 40, 80), _encode_jpeg("4:2:0"), "jpg"),
     Codec("jpeg444", "JPEG 4:4:4 (libjpeg-turbo)", "quality", _QUALITIES,
-          (20, 50, 80), _encode_jpeg("4:4:4"), "jpg"),
+          (10, 40, 80), _encode_jpeg("4:4:4"), "jpg"),
     Codec("j2k", "JPEG 2000 9/7 (OpenJPEG)", "target_bpp", _J2K_BPP,
           _J2K_QUICK, _encode_j2k(irreversible=True), "jpg_2000"),
     Codec("j2k53", "JPEG 2000 5/3 (OpenJPEG)", "target_bpp", _J2K_BPP,
           _J2K_QUICK, _encode_j2k(irreversible=False), "jpg_2000"),
     Codec("webp", "WebP (libwebp)", "quality",
-          (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 85, 90), (20, 50, 80),
+          (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 85, 90), (5, 40, 80),
           _encode_webp, "webp"),
     Codec("avif", "AVIF 4:4:4 (libavif/aom)", "quality",
           (5, 15, 25, 35, 45, 55, 65, 75, 80, 85), (25, 50, 75),
           _encode_avif, "avif"),
-    Codec("heic", "HEIC (pillow-heif)", "quality", _QUALITIES, (20, 50, 80),
+    Codec("heic", "HEIC 4:4:4 (libheif/x265)", "quality",
+          (10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60), (20, 35, 50),
           _encode_heic, "pillow_heif"),
 )
 CODECS_BY_NAME = {codec.name: codec for codec in CODECS}

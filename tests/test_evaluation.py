@@ -212,3 +212,21 @@ def test_reproduce_kodak_without_images_names_the_flag(tmp_path, monkeypatch):
   assert "--images" in message and "no network" in message
   with pytest.raises(SystemExit, match="--images"):
     reproduce_kodak.ensure_images(str(tmp_path / "kodak"), download=False)
+
+
+def test_evaluate_baselines_and_plot_clis(tmp_path, tiny_models):
+  directory = _write_images(tmp_path / "images", count=1)
+  process = _run("experiments.evaluate", f"--models={tiny_models[1]}",
+                 f"--images={directory}", f"--output_dir={tmp_path / 'm'}")
+  assert process.returncode == 0, process.stderr[-2000:]
+  process = _run("experiments.baselines", f"--images={directory}",
+                 f"--output_dir={tmp_path / 'b'}", "--codecs=webp",
+                 "--quick")
+  assert process.returncode == 0, process.stderr[-2000:]
+  process = _run("experiments.plot_rd",
+                 f"--results={tmp_path / 'm'},{tmp_path / 'b'}",
+                 f"--output_dir={tmp_path / 'p'}", "--references=bpg444-published")
+  assert process.returncode == 0, process.stderr[-2000:]
+  table = (tmp_path / "p" / "rd_table.md").read_text()
+  assert "WebP (libwebp)" in table and "BPG 4:4:4" in table
+  assert "Ballé 2017 factorized prior (this project)" in table
