@@ -12,7 +12,9 @@ same command resumes from the latest one. A non-finite loss or gradient stops
 the run without updating the weights and without writing a checkpoint, so the
 last good checkpoint stays the latest one.
 
-When `max_steps` is reached the model is frozen for coding (CDF tables) and
+Training ends at `max_steps`, or when the training wall time (summed over
+resumed sessions) reaches `max_time_s` if that is > 0, or when the plateau
+schedule runs out of learning rates. Then the model is frozen for coding (CDF tables) and
 saved to `final_dir` (default `<model_dir>/final`) with a `recipe.json`.
 Rerunning a finished run only (re)does this final step; `finalize_only`
 does it from the latest checkpoint of an unfinished run.
@@ -49,7 +51,9 @@ class TrainConfig:
   patchsize: int = 128
   batchsize: int = 8
   max_steps: int = 100_000
+  max_time_s: float = 0.0
   learning_rate: float = 1e-3
+  lr_warmup_steps: int = 0
   lr_schedule: str = "steps"
   lr_boundaries: tuple = ()
   lr_values: tuple = ()
@@ -100,7 +104,11 @@ class LearningRate:
   """The learning-rate schedule; its state lives in checkpointed variables.
 
   steps:   lr = learning_rate before lr_boundaries[0], lr_values[i] from
-           lr_boundaries[i] on.
+           lr_boundaries[i] on. A boundary b < 1 is a fraction of the budget:
+           it is reached when step / max_steps or elapsed_s / max_time_s
+           reaches b (so a time-limited run still decays near its end).
+  Any schedule is multiplied by min(1, (step + 1) / lr_warmup_steps): a linear
+  warm-up that keeps the first Adam steps from blowing up the expansive IGDN.
   plateau: the mean training loss over each window of `plateau_window` steps
            is compared with the best window so far; after `plateau_patience`
            windows without a relative improvement of `plateau_min_improvement`
@@ -122,15 +130,18 @@ class LearningRate:
                 bad_windows=self.bad_windows, window_sum=self.window_sum,
                 window_count=self.window_count)
 
-  def update(self, step, loss):
+  def update(self, step, loss, elapsed_s=0.0):
     """Updates the rate after `step` steps; returns False to end training."""
     c = self.config
     if c.lr_schedule == "steps":
+      progress = step / c.max_steps
+      if c.max_time_s > 0:
+        progress = max(progress, elapsed_s / c.max_time_s)
       lr = c.learning_rate
       for boundary, value in zip(c.lr_boundaries, c.lr_values):
-        if step >= boundary:
+        if (step >= boundary) if boundary >= 1 else (progress >= boundary):
           lr = value
-      self.value.assign(lr)
+      self.value.assign(lr * self._warmup(step))
     elif c.lr_schedule == "plateau":
       self.window_sum.assign_add(loss)
       self.window_count.assign_add(1)
@@ -153,7 +164,14 @@ class LearningRate:
           self.value.assign(lr)
           self.bad_windows.assign(0)
           self.best_loss.assign(mean)
+    if c.lr_schedule != "steps" and step <= c.lr_warmup_steps:
+      self.value.assign(c.learning_rate * self._warmup(step))
     return True
+
+  def _warmup(self, step):
+    if self.config.lr_warmup_steps <= 0:
+      return 1.0
+    return min(1.0, (step + 1) / self.config.lr_warmup_steps)
 
 
 def validate(model, images):
@@ -266,7 +284,9 @@ def train(config, on_step=None):
   trainer = Trainer(config)
   trainer.restore_or_initialize()
   model, step = trainer.model, trainer.step
-  if int(step) < config.max_steps:
+  time_left = (config.max_time_s <= 0 or
+               float(trainer.elapsed_s) < config.max_time_s)
+  if int(step) < config.max_steps and time_left:
     sampler, validation = data.training_data(
         config.train_glob, config.patchsize, config.batchsize,
         config.num_validation, seed=(config.seed, int(step)),
@@ -289,6 +309,8 @@ def _run_loop(trainer, sampler, validation, on_step):
   window_steps, window_start = 0, time.perf_counter()
   session_start = time.perf_counter()
   elapsed_at_start = float(trainer.elapsed_s)
+  if int(step) == 0:
+    trainer.learning_rate.update(0, 0.0)  # the rate of the first step
   _set_optimizer_lr(trainer.optimizer, trainer.learning_rate.value)
   failed = False
   try:
@@ -309,13 +331,21 @@ def _run_loop(trainer, sampler, validation, on_step):
       window_steps += 1
       trainer.elapsed_s.assign(
           elapsed_at_start + time.perf_counter() - session_start)
-      keep_going = trainer.learning_rate.update(current, float(loss))
+      elapsed_s = float(trainer.elapsed_s)
+      keep_going = trainer.learning_rate.update(current, float(loss),
+                                                elapsed_s)
+      if config.max_time_s > 0 and elapsed_s >= config.max_time_s:
+        logging.info("time budget of %.0f s used up at step %d",
+                     config.max_time_s, current)
+        keep_going = False
       _set_optimizer_lr(trainer.optimizer, trainer.learning_rate.value)
       if current % config.log_every == 0 or not keep_going:
         now = time.perf_counter()
         steps_per_s = window_steps / (now - window_start)
         bpp_mean, mse_mean, loss_mean = totals / window_steps
         eta_s = (config.max_steps - current) / steps_per_s
+        if config.max_time_s > 0:
+          eta_s = min(eta_s, config.max_time_s - float(trainer.elapsed_s))
         logging.info(
             "step %d  loss %.4f  bpp %.4f  MSE %.2f  PSNR %.2f dB  lr %.2g  "
             "%.2f steps/s  %.2f Mpix/s  ETA %.0f min", current, loss_mean,
@@ -341,7 +371,6 @@ def _run_loop(trainer, sampler, validation, on_step):
       if on_step is not None:
         on_step(trainer)
       if not keep_going:
-        config.max_steps = current
         break
   except (KeyboardInterrupt, _Stop):
     logging.info("interrupted at step %d", int(step))

@@ -27,11 +27,16 @@ flags.DEFINE_string("model_dir", None, "Checkpoints, summaries, final model.")
 flags.DEFINE_string("final_dir", "", "Where to save the frozen model "
                     "(default <model_dir>/final).")
 flags.DEFINE_integer("max_steps", 100_000, "Step budget.")
+flags.DEFINE_float("max_time_s", 0, "Training wall-time budget in seconds, "
+                   "summed over resumed sessions (0: none).")
 flags.DEFINE_float("learning_rate", 1e-3, "Initial Adam learning rate.")
+flags.DEFINE_integer("lr_warmup_steps", 0, "Linear warm-up of the rate over "
+                     "the first steps.")
 flags.DEFINE_enum("lr_schedule", "steps", ["constant", "steps", "plateau"],
                   "steps: --lr_values from --lr_boundaries on; plateau: "
                   "divide by 10 when the loss stops improving (paper).")
-flags.DEFINE_list("lr_boundaries", [], "Steps where the rate changes.")
+flags.DEFINE_list("lr_boundaries", [], "Steps where the rate changes; a "
+                  "value < 1 is a fraction of the step or time budget.")
 flags.DEFINE_list("lr_values", [], "Rates from each boundary on.")
 flags.DEFINE_integer("plateau_window", 1000, "Steps per loss average.")
 flags.DEFINE_integer("plateau_patience", 3, "Windows without improvement "
@@ -68,9 +73,11 @@ def main(argv):
       train_glob=tuple(FLAGS.train_glob), lmbda=FLAGS.lmbda,
       num_filters=FLAGS.num_filters, gdn_form=FLAGS.gdn_form,
       patchsize=FLAGS.patchsize, batchsize=FLAGS.batchsize,
-      max_steps=FLAGS.max_steps, learning_rate=FLAGS.learning_rate,
+      max_steps=FLAGS.max_steps, max_time_s=FLAGS.max_time_s,
+      learning_rate=FLAGS.learning_rate,
+      lr_warmup_steps=FLAGS.lr_warmup_steps,
       lr_schedule=FLAGS.lr_schedule,
-      lr_boundaries=tuple(int(b) for b in FLAGS.lr_boundaries),
+      lr_boundaries=tuple(float(b) for b in FLAGS.lr_boundaries),
       lr_values=tuple(float(v) for v in FLAGS.lr_values),
       plateau_window=FLAGS.plateau_window,
       plateau_patience=FLAGS.plateau_patience,

@@ -1,0 +1,157 @@
+"""Training throughput (Mpix/s) of the project's train step vs. Model.fit.
+
+  python benchmarks/train_throughput.py                 # N=128 and N=192
+  python benchmarks/train_throughput.py --num_filters=128 --patchsize=128
+  python benchmarks/train_throughput.py --profile       # time per component
+
+Mpix/s = batchsize * patchsize^2 / median step time, over --steps steps after
+--warmup steps, on a fixed random batch (the input pipeline runs in parallel
+with the step in training and is not measured). The reference is the same
+model trained by plain `Model.fit` with default settings, measured in the
+same process. Thread counts and oneDNN are set by flags / environment:
+
+  TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/train_throughput.py
+"""
+
+import statistics
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+
+flags.DEFINE_list("num_filters", ["128", "192"], "Filter counts N to time.")
+flags.DEFINE_integer("patchsize", 256, "Patch side in pixels.")
+flags.DEFINE_integer("batchsize", 8, "Patches per step.")
+flags.DEFINE_integer("warmup", 3, "Untimed steps (tracing, allocation).")
+flags.DEFINE_integer("steps", 10, "Timed steps (the median is reported).")
+flags.DEFINE_bool("reference", True, "Also time plain Model.fit.")
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the project's step.")
+flags.DEFINE_bool("profile", False, "Also time forward+backward of g_a+g_s "
+                  "alone, and the entropy model alone.")
+flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0: TF).")
+flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0: TF).")
+FLAGS = flags.FLAGS
+
+
+def median_step_s(step, *args):
+  for _ in range(FLAGS.warmup):
+    step(*args)
+  times_s = []
+  for _ in range(FLAGS.steps):
+    start = time.perf_counter()
+    result = step(*args)
+    _ = [float(r) for r in (result if isinstance(result, tuple) else [result])]
+    times_s.append(time.perf_counter() - start)
+  return statistics.median(times_s)
+
+
+def project_step_s(num_filters, images):
+  from balle import training  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  trainer = training.Trainer(training.TrainConfig(
+      model_dir=tempfile.mkdtemp(), num_filters=num_filters))
+  if FLAGS.jit_compile:
+    trainer.train_step = tf.function(trainer._train_step, jit_compile=True)  # pylint: disable=protected-access
+  return median_step_s(trainer.train_step, images), trainer.model
+
+
+def fit_step_s(num_filters, images):
+  """Model.fit with defaults; the loss is added with add_loss."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from balle.model import FactorizedPriorModel  # pylint: disable=g-import-not-at-top
+
+  class FitModel(tf.keras.Model):
+
+    def __init__(self):
+      super().__init__()
+      self.inner = FactorizedPriorModel(num_filters=num_filters)
+
+    def call(self, x, training=False):
+      _, _, loss = self.inner.rate_distortion(x, training=True)
+      self.add_loss(loss)
+      return loss
+
+  model = FitModel()
+  model.compile(optimizer=tf.keras.optimizers.Adam(1e-4))
+  times_s = []
+
+  class Timer(tf.keras.callbacks.Callback):
+
+    def on_train_batch_begin(self, batch, logs=None):
+      self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+      float(logs["loss"])
+      times_s.append(time.perf_counter() - self.start)
+
+  dataset = tf.data.Dataset.from_tensors(images).repeat()
+  model.fit(dataset, epochs=1, steps_per_epoch=FLAGS.warmup + FLAGS.steps,
+            callbacks=[Timer()], verbose=0)
+  return statistics.median(times_s[FLAGS.warmup:])
+
+
+def profile(model, images):
+  """Median forward+backward time of the transforms and of the prior."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_compression as tfc  # pylint: disable=g-import-not-at-top
+  transform_variables = (model.analysis.trainable_variables +
+                         model.synthesis.trainable_variables)
+
+  @tf.function
+  def transforms_only(x):
+    with tf.GradientTape() as tape:
+      y = model.analysis(x / 255.)
+      y = y + tf.random.uniform(tf.shape(y), -.5, .5)
+      loss = tf.reduce_mean(tf.square(model.synthesis(y) * 255. - x))
+    return tape.gradient(loss, transform_variables)[0][0, 0, 0, 0]
+
+  latents = model.analysis(images / 255.)
+
+  @tf.function
+  def entropy_model_only(y):
+    with tf.GradientTape() as tape:
+      tape.watch(y)
+      entropy_model = tfc.ContinuousBatchedEntropyModel(
+          model.prior, coding_rank=3, compression=False)
+      _, bits = entropy_model(y, training=True)
+      loss = tf.reduce_sum(bits)
+    gradients = tape.gradient(loss, [y] + list(model.prior.trainable_variables))
+    return gradients[0][0, 0, 0, 0]
+
+  return median_step_s(transforms_only, images), median_step_s(
+      entropy_model_only, latents)
+
+
+def main(argv):
+  del argv
+  import os  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
+  tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
+  b, p = FLAGS.batchsize, FLAGS.patchsize
+  images = tf.random.stateless_uniform([b, p, p, 3], (1, 2), 0, 255.)
+  mpix = b * p * p / 1e6
+  print(f"batch {b}x{p}x{p}, median of {FLAGS.steps} steps after "
+        f"{FLAGS.warmup}; threads intra={FLAGS.intra_op_threads} "
+        f"inter={FLAGS.inter_op_threads}; TF_ENABLE_ONEDNN_OPTS="
+        f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(unset)')}; "
+        f"jit_compile={FLAGS.jit_compile}", flush=True)
+  for num_filters in (int(n) for n in FLAGS.num_filters):
+    step_s, model = project_step_s(num_filters, images)
+    line = (f"N={num_filters}: project step {step_s:.3f} s = "
+            f"{mpix / step_s:.3f} Mpix/s")
+    if FLAGS.reference:
+      reference_s = fit_step_s(num_filters, images)
+      line += (f"; Model.fit {reference_s:.3f} s = {mpix / reference_s:.3f} "
+               f"Mpix/s; speedup x{reference_s / step_s:.2f}")
+    print(line, flush=True)
+    if FLAGS.profile:
+      transforms_s, entropy_s = profile(model, images)
+      print(f"N={num_filters}: forward+backward g_a+g_s {transforms_s:.3f} s,"
+            f" entropy model {entropy_s:.3f} s (of {step_s:.3f} s)",
+            flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
