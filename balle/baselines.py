@@ -17,11 +17,13 @@ its bytes count towards bpp) and decodes it back with Pillow:
   speed 6 (libavif's default), one thread, quality 5..85.
 - heic: HEVC (x265 through libheif) in HEIF via the optional pillow-heif
   package, chroma 4:4:4 (like the published BPG 4:4:4 curve, also HEVC),
-  quality 10..60 (x265's quality scale reaches ~4 bpp at 80 on Kodak); skipped with a note when pillow-heif is not installed.
+  quality 10..60 (x265 reaches ~4 bpp at quality 80 on Kodak); skipped with
+  a note when pillow-heif is not installed.
 
 Results are cached per codec in a JSON file whose name holds a hash of the
 image set, the codec, its settings and the library version, so a rerun on the
-same images with the same libraries codes nothing.
+same images with the same libraries codes nothing. (Bump CACHE_FORMAT_VERSION
+when an encoder's options change.)
 """
 
 import dataclasses
@@ -175,7 +177,7 @@ def get_codecs(names):
 
 def cache_key(codec, settings, image_set):
   """Hash of image set, codec, settings, library version and cache format."""
-  text = json.dumps([CACHE_FORMAT_VERSION, image_set, codec.name,
+  text = json.dumps([CACHE_FORMAT_VERSION, image_set, codec.name, codec.label,
                      list(settings), codec.library_version()])
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -183,12 +185,6 @@ def cache_key(codec, settings, image_set):
 def _cache_path(cache_dir, codec, settings, image_set):
   return os.path.join(
       cache_dir, f"{codec.name}-{cache_key(codec, settings, image_set)}.json")
-
-
-def _result_from_dict(values):
-  return evaluation.ImageResult(**{
-      key: (float("nan") if value is None else value)
-      for key, value in values.items()})
 
 
 def measure_codec(codec, images, settings=None, cache_dir=None, image_set=""):
@@ -206,7 +202,8 @@ def measure_codec(codec, images, settings=None, cache_dir=None, image_set=""):
         cached = json.load(f)
       logging.info("%s: %d cached results from %s", codec.label,
                    len(cached["images"]), path)
-      return [_result_from_dict(values) for values in cached["images"]]
+      return [evaluation.result_from_dict(values)
+              for values in cached["images"]]
   results = []
   for setting in settings:
     start = time.perf_counter()
@@ -219,14 +216,10 @@ def measure_codec(codec, images, settings=None, cache_dir=None, image_set=""):
     evaluation.log_setting(setting_results, time.perf_counter() - start)
     results += setting_results
   if path:
-    records = [{key: evaluation._finite_or_none(value)  # pylint: disable=protected-access
-                if isinstance(value, float) else value
-                for key, value in dataclasses.asdict(r).items()}
-               for r in results]
     evaluation.write_json(path, {
         "codec": codec.name, "library": codec.library_version(),
         "settings": list(settings), "image_set": image_set,
-        "images": records})
+        "images": [evaluation.result_to_dict(r) for r in results]})
   return results
 
 

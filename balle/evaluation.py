@@ -118,11 +118,11 @@ def measure_image(codec, setting, image_name, image, encode, decode):
   start = time.perf_counter()
   data = encode(image)
   encoded = time.perf_counter()
-  reconstruction = decode(data)
-  decoded = time.perf_counter()
   if not isinstance(data, (bytes, bytearray)):
     raise TypeError(f"{codec}: encoder returned {type(data).__name__}, "
                     "not bytes")
+  reconstruction = decode(data)
+  decoded = time.perf_counter()
   reconstruction = np.asarray(reconstruction)
   if reconstruction.shape != image.shape:
     raise ValueError(f"{codec} {setting} {image_name}: decoded shape "
@@ -139,11 +139,20 @@ def measure_image(codec, setting, image_name, image, encode, decode):
       encode_time_s=encoded - start, decode_time_s=decoded - encoded)
 
 
-def measure_setting(codec, setting, images, encode, decode):
-  """Measures every (name, image) in `images`; logs one summary line."""
+def measure_setting(codec, setting, images, encode, decode,
+                    log_each_image=False):
+  """Measures every (name, image) in `images`; logs a summary line (and one
+  line per image with log_each_image)."""
   start = time.perf_counter()
-  results = [measure_image(codec, setting, name, image, encode, decode)
-             for name, image in images]
+  results = []
+  for index, (name, image) in enumerate(images):
+    result = measure_image(codec, setting, name, image, encode, decode)
+    results.append(result)
+    if log_each_image:
+      logging.info("  [%d/%d] %s: %.4f bpp, %.3f dB, encode %.2f s, decode "
+                   "%.2f s", index + 1, len(images), name, result.bpp,
+                   result.psnr_rgb, result.encode_time_s,
+                   result.decode_time_s)
   log_setting(results, time.perf_counter() - start)
   return results
 
@@ -198,7 +207,8 @@ def measure_model(model, images, label, warm_up=True):
   if warm_up and images:
     for _ in range(2):
       decode(encode(images[0][1]))
-  return measure_setting(label, model.config.name, images, encode, decode)
+  return measure_setting(label, model.config.name, images, encode, decode,
+                         log_each_image=True)
 
 
 def models_document(models, results, label, image_set=""):
@@ -221,6 +231,18 @@ def models_document(models, results, label, image_set=""):
 def _finite_or_none(value):
   return value if isinstance(value, (int, float)) and math.isfinite(value) \
       else None
+
+
+def result_to_dict(result):
+  """ImageResult -> JSON-safe dict (non-finite floats become None)."""
+  return {key: _finite_or_none(value) if isinstance(value, float) else value
+          for key, value in dataclasses.asdict(result).items()}
+
+
+def result_from_dict(values):
+  """Inverse of result_to_dict (None comes back as NaN)."""
+  return ImageResult(**{key: math.nan if value is None else value
+                        for key, value in values.items()})
 
 
 def results_document(name, description, points, setting_name="setting",
@@ -313,6 +335,9 @@ def evaluate_models(model_names, images, output_dir, label=DEFAULT_MODEL_LABEL,
   models, results = [], []
   for name in model_names:
     model = load_model(name)
+    if any(m.config.name == model.config.name for m in models):
+      raise ValueError(f"two models are named {model.config.name!r}; model "
+                       "names must differ to tell their results apart")
     logging.info("model %s (lambda %g, %d filters) on %d images",
                  model.config.name, model.config.lmbda,
                  model.config.num_filters, len(images))
