@@ -33,6 +33,8 @@ import math
 import os
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 from absl import logging
@@ -102,6 +104,54 @@ def image_set_hash(paths):
     with open(path, "rb") as f:
       digest.update(hashlib.sha256(f.read()).digest())
   return digest.hexdigest()
+
+
+KODAK_URL = "http://r0k.us/graphics/kodak/kodak/kodim{:02d}.png"
+NUM_KODAK_IMAGES = 24
+
+
+def download_kodak(directory, url_pattern=KODAK_URL, timeout_s=30):
+  """Downloads kodim01..24.png into `directory` (skips files present)."""
+  os.makedirs(directory, exist_ok=True)
+  for index in range(1, NUM_KODAK_IMAGES + 1):
+    name = f"kodim{index:02d}.png"
+    path = os.path.join(directory, name)
+    if os.path.exists(path):
+      continue
+    with urllib.request.urlopen(url_pattern.format(index),
+                                timeout=timeout_s) as response:
+      data = response.read()
+    temporary = path + ".part"
+    with open(temporary, "wb") as f:
+      f.write(data)
+    os.replace(temporary, path)
+    logging.info("[%2d/%d] %s (%d KB)", index, NUM_KODAK_IMAGES, name,
+                 len(data) // 1024)
+
+
+def ensure_kodak(directory, download=True):
+  """Downloads Kodak into `directory` when it holds no images.
+
+  Raises FileNotFoundError with one clear message when that is not possible.
+  """
+  try:
+    list_image_files(directory)
+    return
+  except FileNotFoundError:
+    pass
+  if download:
+    logging.info("no images in %s: downloading the Kodak set from %s",
+                 directory, KODAK_URL.rsplit("/", 1)[0])
+    try:
+      download_kodak(directory)
+      return
+    except (OSError, urllib.error.URLError) as error:
+      reason = f"download failed: {getattr(error, 'reason', error)}"
+  else:
+    reason = "download disabled"
+  raise FileNotFoundError(
+      f"no Kodak images in {directory!r} ({reason}). Put kodim01.png ... "
+      "kodim24.png in a folder and pass --images=DIR.")
 
 
 def load_images(paths):

@@ -8,8 +8,6 @@ Every image is compressed to a complete .balle file and decompressed
 per model, sorted by bpp) and OUTPUT_DIR/per_image.csv.
 """
 
-import os
-
 from absl import app, flags, logging
 
 from balle import evaluation
@@ -23,7 +21,6 @@ flags.DEFINE_string("label", evaluation.DEFAULT_MODEL_LABEL,
 flags.mark_flags_as_required(["models", "images"])
 FLAGS = flags.FLAGS
 
-
 def main(argv):
   del argv
   paths = evaluation.list_image_files(FLAGS.images, FLAGS.max_images)
@@ -32,7 +29,6 @@ def main(argv):
       FLAGS.models, images, FLAGS.output_dir, FLAGS.label,
       evaluation.image_set_hash(paths))
   logging.info("wrote %s", ", ".join(written))
-
 
 if __name__ == "__main__":
   app.run(main)

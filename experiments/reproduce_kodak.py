@@ -16,15 +16,10 @@ Everything goes to --output_dir (results/kodak; results/kodak_quick with
 
 import os
 import sys
-import urllib.error
-import urllib.request
 
 from absl import app, flags, logging
 
 from balle import baselines, evaluation, rd_plot, reference_curves
-
-KODAK_URL = "http://r0k.us/graphics/kodak/kodak/kodim{:02d}.png"
-NUM_KODAK_IMAGES = 24
 
 flags.DEFINE_string("images", "data/kodak",
                     "Folder of the Kodak PNGs (downloaded there if missing).")
@@ -43,55 +38,14 @@ flags.DEFINE_bool("download", True,
 FLAGS = flags.FLAGS
 
 
-def _has_images(directory):
-  try:
-    return bool(evaluation.list_image_files(directory))
-  except FileNotFoundError:
-    return False
-
-
-def download_kodak(directory, url_pattern=KODAK_URL, timeout_s=30):
-  """Downloads kodim01..24.png into `directory` (skips files present)."""
-  os.makedirs(directory, exist_ok=True)
-  for index in range(1, NUM_KODAK_IMAGES + 1):
-    name = f"kodim{index:02d}.png"
-    path = os.path.join(directory, name)
-    if os.path.exists(path):
-      continue
-    url = url_pattern.format(index)
-    with urllib.request.urlopen(url, timeout=timeout_s) as response:
-      data = response.read()
-    temporary = path + ".part"
-    with open(temporary, "wb") as f:
-      f.write(data)
-    os.replace(temporary, path)
-    logging.info("[%2d/%d] %s (%d KB)", index, NUM_KODAK_IMAGES, name,
-                 len(data) // 1024)
-
-
-def ensure_images(directory, download=True):
-  """Exits with one clear message when `directory` has no usable images."""
-  if _has_images(directory):
-    return
-  if download:
-    logging.info("no images in %s: downloading the Kodak set from %s",
-                 directory, KODAK_URL.format(1).rsplit("/", 1)[0])
-    try:
-      download_kodak(directory)
-      return
-    except (OSError, urllib.error.URLError) as error:
-      reason = f"download failed: {getattr(error, 'reason', error)}"
-  else:
-    reason = "download disabled (--nodownload)"
-  sys.exit(f"error: no Kodak images in {directory!r} ({reason}). Put "
-           "kodim01.png ... kodim24.png in a folder and pass --images=DIR.")
-
-
 def main(argv):
   del argv
   output_dir = FLAGS.output_dir or (
       "results/kodak_quick" if FLAGS.quick else "results/kodak")
-  ensure_images(FLAGS.images, FLAGS.download)
+  try:
+    evaluation.ensure_kodak(FLAGS.images, FLAGS.download)
+  except FileNotFoundError as error:
+    sys.exit(f"error: {error}")
   paths = evaluation.list_image_files(
       FLAGS.images, FLAGS.quick_images if FLAGS.quick else 0)
   images = evaluation.load_images(paths)

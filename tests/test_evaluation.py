@@ -199,19 +199,47 @@ def test_reproduce_kodak_quick_cli(tmp_path, tiny_models):
   assert "JPEG 2000 9/7" in (out / "rd_table.md").read_text()
 
 
-def test_reproduce_kodak_without_images_names_the_flag(tmp_path, monkeypatch):
-  monkeypatch.syspath_prepend(REPO)
-  from experiments import reproduce_kodak  # pylint: disable=import-outside-toplevel
-
+def test_ensure_kodak_offline_names_the_flag(tmp_path, monkeypatch):
   def offline(*args, **kwargs):
     raise urllib.error.URLError("no network")
-  monkeypatch.setattr(reproduce_kodak.urllib.request, "urlopen", offline)
-  with pytest.raises(SystemExit) as raised:
-    reproduce_kodak.ensure_images(str(tmp_path / "kodak"))
-  message = str(raised.value.code)
-  assert "--images" in message and "no network" in message
-  with pytest.raises(SystemExit, match="--images"):
-    reproduce_kodak.ensure_images(str(tmp_path / "kodak"), download=False)
+  monkeypatch.setattr(evaluation.urllib.request, "urlopen", offline)
+  with pytest.raises(FileNotFoundError) as raised:
+    evaluation.ensure_kodak(str(tmp_path / "kodak"))
+  assert "--images" in str(raised.value)
+  assert "no network" in str(raised.value)
+  with pytest.raises(FileNotFoundError, match="--images"):
+    evaluation.ensure_kodak(str(tmp_path / "kodak"), download=False)
+  evaluation.ensure_kodak(_write_images(tmp_path / "present", count=1))
+
+
+def test_download_kodak_writes_files_and_resumes(tmp_path, monkeypatch):
+  requested = []
+
+  class Response(io.BytesIO):
+    def __enter__(self):
+      return self
+
+    def __exit__(self, *args):
+      return False
+
+  def fake_urlopen(url, timeout):
+    requested.append(url)
+    return Response(b"png bytes")
+  monkeypatch.setattr(evaluation.urllib.request, "urlopen", fake_urlopen)
+  (tmp_path / "kodim05.png").write_bytes(b"already here")
+  evaluation.download_kodak(str(tmp_path))
+  assert len(requested) == evaluation.NUM_KODAK_IMAGES - 1
+  assert requested[0].endswith("/kodim01.png")
+  assert (tmp_path / "kodim24.png").read_bytes() == b"png bytes"
+  assert (tmp_path / "kodim05.png").read_bytes() == b"already here"
+
+
+def test_reproduce_kodak_cli_offline_exits_with_message(tmp_path):
+  process = _run("experiments.reproduce_kodak",
+                 f"--images={tmp_path / 'none'}", "--nodownload",
+                 f"--output_dir={tmp_path / 'out'}")
+  assert process.returncode == 1
+  assert "--images" in process.stderr.strip().splitlines()[-1]
 
 
 def test_evaluate_baselines_and_plot_clis(tmp_path, tiny_models):
