@@ -72,20 +72,12 @@ def curve_from_results(document, kind=MEASURED):
       family=document.get("codec", ""))
 
 
-_PUBLISHED_FAMILIES = {
-    "balle2017-mse": "balle2017", "balle2018-mse": "balle2018",
-    "jpeg420-published": "jpeg420", "j2k-opj5-published": "j2k53",
-    "bpg444-published": "bpg444", "webp-published": "webp",
-    "compressai-bmshj2018-factorized-mse": "compressai-factorized",
-}
-
-
 def curve_from_published(published):
   """Curve from a reference_curves.PublishedCurve."""
   return Curve(label=published.label, kind=PUBLISHED,
                psnr_rgb=tuple(published.psnr_rgb),
                ms_ssim_rgb=tuple(published.ms_ssim_rgb),
-               family=_PUBLISHED_FAMILIES.get(published.key, ""))
+               family=published.family)
 
 
 def published_curves(keys=reference_curves.DEFAULT_PLOTTED):

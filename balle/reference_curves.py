@@ -33,6 +33,7 @@ COMPRESSAI_SOURCE = "CompressAI, published Kodak results: results/image/kodak/"
 class PublishedCurve:
   """A published RD curve: (bpp, PSNR dB) and (bpp, MS-SSIM) points."""
   key: str
+  family: str  # codec family, shared with measured curves (plot colors)
   label: str
   source: str
   psnr_rgb: tuple
@@ -41,6 +42,7 @@ class PublishedCurve:
 
 BALLE2017_MSE = PublishedCurve(
     key="balle2017-mse",
+    family="balle2017",
     label="Ballé 2017 (ICLR) opt. MSE, published",
     source=TFC_SOURCE + "balle-2017-iclr-opt-mse.txt",
     psnr_rgb=(
@@ -68,6 +70,7 @@ BALLE2017_MSE = PublishedCurve(
 
 BALLE2018_MSE = PublishedCurve(
     key="balle2018-mse",
+    family="balle2018",
     label="Ballé 2018 (ICLR) hyperprior opt. MSE, published",
     source=TFC_SOURCE + "balle-2018-iclr-opt-mse.txt",
     psnr_rgb=(
@@ -95,6 +98,7 @@ BALLE2018_MSE = PublishedCurve(
 
 JPEG420 = PublishedCurve(
     key="jpeg420-published",
+    family="jpeg420",
     label="JPEG 4:2:0, published",
     source=TFC_SOURCE + "jpeg420.txt",
     psnr_rgb=(
@@ -292,6 +296,7 @@ JPEG420 = PublishedCurve(
 
 J2K_OPJ5 = PublishedCurve(
     key="j2k-opj5-published",
+    family="j2k53",
     label="JPEG 2000 (OpenJPEG), published",
     source=TFC_SOURCE + "j2k-opj5.txt",
     psnr_rgb=(
@@ -357,6 +362,7 @@ J2K_OPJ5 = PublishedCurve(
 
 BPG444 = PublishedCurve(
     key="bpg444-published",
+    family="bpg444",
     label="BPG 4:4:4, published",
     source=TFC_SOURCE + "bpg444.txt",
     psnr_rgb=(
@@ -440,6 +446,7 @@ BPG444 = PublishedCurve(
 
 WEBP = PublishedCurve(
     key="webp-published",
+    family="webp",
     label="WebP, published",
     source=TFC_SOURCE + "webp.txt",
     psnr_rgb=(
@@ -643,6 +650,7 @@ WEBP = PublishedCurve(
 
 COMPRESSAI_FACTORIZED_MSE = PublishedCurve(
     key="compressai-bmshj2018-factorized-mse",
+    family="compressai-factorized",
     label="CompressAI bmshj2018-factorized MSE, published",
     source=COMPRESSAI_SOURCE + "compressai-bmshj2018-factorized_mse_cpu.json",
     psnr_rgb=(
