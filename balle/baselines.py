@@ -68,8 +68,11 @@ class Codec:
         return f"pillow-{PIL.__version__}/pillow-heif-missing"
       return (f"pillow-{PIL.__version__}/pillow-heif-{heif.__version__}/"
               f"libheif-{heif.libheif_version()}")
-    return (f"pillow-{PIL.__version__}/{self.feature}-"
-            f"{features.version(self.feature)}")
+    version = f"pillow-{PIL.__version__}/{self.feature}-" + str(
+        features.version(self.feature))
+    if self.feature == "jpg" and features.check_feature("libjpeg_turbo"):
+      version += f"/libjpeg-turbo-{features.version('libjpeg_turbo')}"
+    return version
 
 
 def _to_pil(image):
