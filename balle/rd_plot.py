@@ -200,6 +200,36 @@ def markdown_table(curves, rates_bpp=TABLE_RATES_BPP):
   return "\n".join(lines + notes) + "\n"
 
 
+def consistency_table(curves, rate_bpp=0.5):
+  """Markdown rows comparing each measured codec with the published curve of
+  the same family (e.g. OpenJPEG 5/3 vs published j2k-opj5): PSNR at
+  `rate_bpp` and BD-rate of measured vs published. Published curves come
+  from `curves` or else from all of reference_curves. "" if there are none."""
+  everything = curves + published_curves(reference_curves.BY_KEY)
+  rows = []
+  for measured in curves:
+    if measured.kind != MEASURED or not measured.family:
+      continue
+    published = find_anchor(everything, measured.family, PUBLISHED)
+    if published is None:
+      continue
+    ours = value_at(measured.psnr_rgb, rate_bpp)
+    theirs = value_at(published.psnr_rgb, rate_bpp)
+    rows.append(f"| {measured.label} | {published.label} | "
+                f"{_format(ours, 2)} | {_format(theirs, 2)} | "
+                f"{_format(ours - theirs, 2)} | "
+                f"{_format_bd(bd_rate(published.psnr_rgb, measured.psnr_rgb))}"
+                " |")
+  if not rows:
+    return ""
+  header = [
+      f"| Measured | Published, same codec | PSNR @ {rate_bpp:g} bpp, "
+      "measured (dB) | published (dB) | difference (dB) | BD-rate, measured "
+      "vs published |",
+      "|---|---|---:|---:|---:|---:|"]
+  return "\n".join(header + rows) + "\n"
+
+
 # -- plots --------------------------------------------------------------------
 
 
@@ -287,6 +317,10 @@ def write_report(curves, output_dir, title, max_bpp=2.0):
   with open(table_path, "w") as f:
     f.write(f"# {title}\n\n")
     f.write(markdown_table(curves))
+    consistency = consistency_table(curves)
+    if consistency:
+      f.write("\n## Measurement check: measured vs published, same codec\n\n")
+      f.write(consistency)
     published = [reference_curves.BY_KEY[key] for key in
                  reference_curves.BY_KEY
                  if any(c.kind == PUBLISHED and

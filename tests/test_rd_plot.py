@@ -132,3 +132,20 @@ def test_baselines_and_plot_end_to_end(tmp_path):
   assert "JPEG 4:2:0 (libjpeg-turbo)" in table
   assert os.path.exists(tmp_path / "report" / "rd_ms_ssim.pdf")
   assert len(written) == 4
+
+
+def test_consistency_table_compares_same_codec():
+  published = reference_curves.J2K_OPJ5
+  measured = rd_plot.Curve("OpenJPEG 5/3", rd_plot.MEASURED,
+                           tuple(published.psnr_rgb),
+                           tuple(published.ms_ssim_rgb), family="j2k53")
+  table = rd_plot.consistency_table([measured] + rd_plot.published_curves())
+  row = next(l for l in table.splitlines() if l.startswith("| OpenJPEG 5/3"))
+  cells = [c.strip() for c in row.strip("|").split("|")]
+  assert cells[1] == published.label
+  assert cells[4] == "0.00" and cells[5] == "+0.0%"
+  assert rd_plot.consistency_table(rd_plot.published_curves()) == ""
+  # Published curves that are not plotted are still used (WebP here).
+  webp = rd_plot.Curve("Mine", rd_plot.MEASURED, ((0.2, 27.0), (0.8, 34.0)),
+                       (), family="webp")
+  assert "| Mine | WebP, published |" in rd_plot.consistency_table([webp])
