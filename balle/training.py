@@ -107,13 +107,13 @@ class LearningRate:
            lr_boundaries[i] on. A boundary b < 1 is a fraction of the budget:
            it is reached when step / max_steps or elapsed_s / max_time_s
            reaches b (so a time-limited run still decays near its end).
-  Any schedule is multiplied by min(1, (step + 1) / lr_warmup_steps): a linear
-  warm-up that keeps the first Adam steps from blowing up the expansive IGDN.
   plateau: the mean training loss over each window of `plateau_window` steps
            is compared with the best window so far; after `plateau_patience`
            windows without a relative improvement of `plateau_min_improvement`
            the rate is divided by 10 (paper, Sec. 4). Training ends when it
            would fall below `plateau_min_lr`.
+  Step s (from 1) is scaled by min(1, s / lr_warmup_steps): a linear warm-up
+  that keeps the first Adam steps from blowing up the expansive IGDN.
   """
 
   def __init__(self, config):
@@ -131,47 +131,59 @@ class LearningRate:
                 window_count=self.window_count)
 
   def update(self, step, loss, elapsed_s=0.0):
-    """Updates the rate after `step` steps; returns False to end training."""
+    """Sets the rate of step `step` + 1; returns False to end training."""
+    c = self.config
+    if c.lr_schedule == "plateau" and not self._plateau(loss):
+      return False
+    self.start(step + 1, elapsed_s)
+    return True
+
+  def start(self, step, elapsed_s=0.0):
+    """Sets the rate of step `step` (counted from 1) from the schedule."""
     c = self.config
     if c.lr_schedule == "steps":
-      progress = step / c.max_steps
+      progress = (step - 1) / c.max_steps
       if c.max_time_s > 0:
         progress = max(progress, elapsed_s / c.max_time_s)
       lr = c.learning_rate
       for boundary, value in zip(c.lr_boundaries, c.lr_values):
-        if (step >= boundary) if boundary >= 1 else (progress >= boundary):
+        if (step - 1 >= boundary) if boundary >= 1 else (progress >= boundary):
           lr = value
       self.value.assign(lr * self._warmup(step))
-    elif c.lr_schedule == "plateau":
-      self.window_sum.assign_add(loss)
-      self.window_count.assign_add(1)
-      if int(self.window_count) >= c.plateau_window:
-        mean = float(self.window_sum) / int(self.window_count)
-        self.window_sum.assign(0.)
-        self.window_count.assign(0)
-        if mean < float(self.best_loss) * (1 - c.plateau_min_improvement):
-          self.best_loss.assign(mean)
-          self.bad_windows.assign(0)
-        else:
-          self.bad_windows.assign_add(1)
-        if int(self.bad_windows) >= c.plateau_patience:
-          lr = float(self.value) / 10
-          if lr < c.plateau_min_lr:
-            logging.info("loss plateaued at the smallest learning rate: done")
-            return False
-          logging.info("loss plateaued (window mean %.4f): learning rate "
-                       "%.3g -> %.3g", mean, float(self.value), lr)
-          self.value.assign(lr)
-          self.bad_windows.assign(0)
-          self.best_loss.assign(mean)
-    if c.lr_schedule != "steps" and step <= c.lr_warmup_steps:
+    elif step <= c.lr_warmup_steps:
       self.value.assign(c.learning_rate * self._warmup(step))
-    return True
 
   def _warmup(self, step):
     if self.config.lr_warmup_steps <= 0:
       return 1.0
-    return min(1.0, (step + 1) / self.config.lr_warmup_steps)
+    return min(1.0, step / self.config.lr_warmup_steps)
+
+  def _plateau(self, loss):
+    """Accumulates `loss`; at a window end maybe divides the rate by 10."""
+    c = self.config
+    self.window_sum.assign_add(loss)
+    self.window_count.assign_add(1)
+    if int(self.window_count) < c.plateau_window:
+      return True
+    mean = float(self.window_sum) / int(self.window_count)
+    self.window_sum.assign(0.)
+    self.window_count.assign(0)
+    if mean < float(self.best_loss) * (1 - c.plateau_min_improvement):
+      self.best_loss.assign(mean)
+      self.bad_windows.assign(0)
+    else:
+      self.bad_windows.assign_add(1)
+    if int(self.bad_windows) >= c.plateau_patience:
+      lr = float(self.value) / 10
+      if lr < c.plateau_min_lr:
+        logging.info("loss plateaued at the smallest learning rate: done")
+        return False
+      logging.info("loss plateaued (window mean %.4f): learning rate "
+                   "%.3g -> %.3g", mean, float(self.value), lr)
+      self.value.assign(lr)
+      self.bad_windows.assign(0)
+      self.best_loss.assign(mean)
+    return True
 
 
 def validate(model, images):
@@ -278,7 +290,7 @@ def train(config, on_step=None):
   """Runs (or resumes) training to `config.max_steps`, then finalizes.
 
   `on_step(trainer)` is called after every step (tests use it to interrupt).
-  Returns the Trainer.
+  Returns the Trainer (not finalized if stopped by SIGTERM).
   """
   os.makedirs(config.model_dir, exist_ok=True)
   trainer = Trainer(config)
@@ -291,7 +303,11 @@ def train(config, on_step=None):
         config.train_glob, config.patchsize, config.batchsize,
         config.num_validation, seed=(config.seed, int(step)),
         channels=config.channels)
-    _run_loop(trainer, sampler, validation, on_step)
+    try:
+      _run_loop(trainer, sampler, validation, on_step)
+    except _Stop:
+      logging.info("stopped by SIGTERM; rerun the same command to resume")
+      return trainer
   finalize(trainer)
   return trainer
 
@@ -310,7 +326,7 @@ def _run_loop(trainer, sampler, validation, on_step):
   session_start = time.perf_counter()
   elapsed_at_start = float(trainer.elapsed_s)
   if int(step) == 0:
-    trainer.learning_rate.update(0, 0.0)  # the rate of the first step
+    trainer.learning_rate.start(1)
   _set_optimizer_lr(trainer.optimizer, trainer.learning_rate.value)
   failed = False
   try:
@@ -406,6 +422,7 @@ def finalize(trainer):
     files = data.expand_patterns(config.train_glob)
     _, validation_files = data.split_validation(files, config.num_validation)
     images, _ = data.load_images(validation_files, 0, config.channels)
+    images = [data.crop_to_multiple(a) for a in images]
     validation_bpp, validation_psnr_db = validate(model, images)
     logging.info("final validation: %.4f bpp  %.2f dB PSNR",
                  validation_bpp, validation_psnr_db)

@@ -8,7 +8,8 @@ Mpix/s = batchsize * patchsize^2 / median step time, over --steps steps after
 --warmup steps, on a fixed random batch (the input pipeline runs in parallel
 with the step in training and is not measured). The reference is the same
 model trained by plain `Model.fit` with default settings, measured in the
-same process. Thread counts and oneDNN are set by flags / environment:
+same process, its steps interleaved with ours. Thread counts and oneDNN are
+set by flags / environment:
 
   TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/train_throughput.py
 """
@@ -34,30 +35,50 @@ flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0: TF).")
 FLAGS = flags.FLAGS
 
 
-def median_step_s(step, *args):
-  for _ in range(FLAGS.warmup):
-    step(*args)
-  times_s = []
+def _sync(result):
+  """Waits for a step: reads its scalar results back to Python."""
+  if isinstance(result, dict):
+    result = list(result.values())
+  for value in (result if isinstance(result, (tuple, list)) else [result]):
+    float(value)
+
+
+def interleaved_median_s(steps):
+  """Median time per call of each callable, calls interleaved round-robin.
+
+  Interleaving makes background load (other processes on the machine) hit
+  all candidates alike, so their ratio stays fair when absolute times drift.
+  """
+  for step in steps.values():
+    for _ in range(FLAGS.warmup):
+      _sync(step())
+  times_s = {name: [] for name in steps}
   for _ in range(FLAGS.steps):
-    start = time.perf_counter()
-    result = step(*args)
-    _ = [float(r) for r in (result if isinstance(result, tuple) else [result])]
-    times_s.append(time.perf_counter() - start)
-  return statistics.median(times_s)
+    for name, step in steps.items():
+      start = time.perf_counter()
+      _sync(step())
+      times_s[name].append(time.perf_counter() - start)
+  return {name: statistics.median(t) for name, t in times_s.items()}
 
 
-def project_step_s(num_filters, images):
+def project_step(num_filters, images):
+  """The trainer's tf.function step (balle/training.py) and its model."""
   from balle import training  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   trainer = training.Trainer(training.TrainConfig(
       model_dir=tempfile.mkdtemp(), num_filters=num_filters))
+  step = trainer.train_step
   if FLAGS.jit_compile:
-    trainer.train_step = tf.function(trainer._train_step, jit_compile=True)  # pylint: disable=protected-access
-  return median_step_s(trainer.train_step, images), trainer.model
+    step = tf.function(trainer._train_step, jit_compile=True)  # pylint: disable=protected-access
+  return (lambda: step(images)), trainer.model
 
 
-def fit_step_s(num_filters, images):
-  """Model.fit with defaults; the loss is added with add_loss."""
+def fit_step(num_filters, images):
+  """Plain Model.fit with default settings, one step per call.
+
+  The loss is attached with add_loss; each call runs the `train_function`
+  that Model.fit runs per step (so it can be interleaved with ours).
+  """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from balle.model import FactorizedPriorModel  # pylint: disable=g-import-not-at-top
 
@@ -74,25 +95,16 @@ def fit_step_s(num_filters, images):
 
   model = FitModel()
   model.compile(optimizer=tf.keras.optimizers.Adam(1e-4))
-  times_s = []
-
-  class Timer(tf.keras.callbacks.Callback):
-
-    def on_train_batch_begin(self, batch, logs=None):
-      self.start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-      float(logs["loss"])
-      times_s.append(time.perf_counter() - self.start)
-
-  dataset = tf.data.Dataset.from_tensors(images).repeat()
-  model.fit(dataset, epochs=1, steps_per_epoch=FLAGS.warmup + FLAGS.steps,
-            callbacks=[Timer()], verbose=0)
-  return statistics.median(times_s[FLAGS.warmup:])
+  # Built eagerly: Keras cannot create the Adam slots of tfc's GDN variables
+  # inside fit's tf.function (AttributeError: Tensor.op is undefined).
+  model.optimizer.build(model.trainable_variables)
+  train_function = model.make_train_function()
+  iterator = iter(tf.data.Dataset.from_tensors(images).repeat())
+  return lambda: train_function(iterator)
 
 
-def profile(model, images):
-  """Median forward+backward time of the transforms and of the prior."""
+def profile_steps(model, images):
+  """Forward+backward of the transforms alone and of the prior alone."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_compression as tfc  # pylint: disable=g-import-not-at-top
   transform_variables = (model.analysis.trainable_variables +
@@ -119,8 +131,8 @@ def profile(model, images):
     gradients = tape.gradient(loss, [y] + list(model.prior.trainable_variables))
     return gradients[0][0, 0, 0, 0]
 
-  return median_step_s(transforms_only, images), median_step_s(
-      entropy_model_only, latents)
+  return {"transforms": lambda: transforms_only(images),
+          "entropy_model": lambda: entropy_model_only(latents)}
 
 
 def main(argv):
@@ -138,18 +150,25 @@ def main(argv):
         f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(unset)')}; "
         f"jit_compile={FLAGS.jit_compile}", flush=True)
   for num_filters in (int(n) for n in FLAGS.num_filters):
-    step_s, model = project_step_s(num_filters, images)
+    step, model = project_step(num_filters, images)
+    steps = {"project": step}
+    if FLAGS.reference:
+      steps["fit"] = fit_step(num_filters, images)
+    if FLAGS.profile:
+      steps.update(profile_steps(model, images))
+    median_s = interleaved_median_s(steps)
+    step_s = median_s["project"]
     line = (f"N={num_filters}: project step {step_s:.3f} s = "
             f"{mpix / step_s:.3f} Mpix/s")
     if FLAGS.reference:
-      reference_s = fit_step_s(num_filters, images)
+      reference_s = median_s["fit"]
       line += (f"; Model.fit {reference_s:.3f} s = {mpix / reference_s:.3f} "
                f"Mpix/s; speedup x{reference_s / step_s:.2f}")
     print(line, flush=True)
     if FLAGS.profile:
-      transforms_s, entropy_s = profile(model, images)
-      print(f"N={num_filters}: forward+backward g_a+g_s {transforms_s:.3f} s,"
-            f" entropy model {entropy_s:.3f} s (of {step_s:.3f} s)",
+      print(f"N={num_filters}: forward+backward g_a+g_s (with noise, MSE) "
+            f"{median_s['transforms']:.3f} s, entropy model (bits) "
+            f"{median_s['entropy_model']:.3f} s, whole step {step_s:.3f} s",
             flush=True)
 
 

@@ -97,3 +97,9 @@ def test_dataset_and_training_data(tmp_path):
   batch = next(iter(sampler.dataset()))
   assert batch.dtype == tf.float32 and batch.shape == (3, 28, 28, 3)
   assert 0 <= float(tf.reduce_min(batch)) and float(tf.reduce_max(batch)) <= 255
+
+
+def test_crop_to_multiple():
+  image = np.zeros((33, 50, 3), np.uint8)
+  assert data.crop_to_multiple(image).shape == (32, 48, 3)
+  assert data.crop_to_multiple(image, 10).shape == (30, 50, 3)

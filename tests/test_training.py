@@ -148,6 +148,22 @@ def test_step_schedule(tmp_path):
   np.testing.assert_allclose(rates, [1e-3] * 4 + [1e-4] * 3 + [1e-5] * 2)
 
 
+def test_warmup_and_budget_fraction_boundaries(tmp_path):
+  config = training.TrainConfig(
+      model_dir=str(tmp_path), learning_rate=1e-3, lr_warmup_steps=4,
+      lr_boundaries=(0.5,), lr_values=(1e-4,), max_steps=100,
+      max_time_s=60)
+  schedule = training.LearningRate(config)
+  schedule.start(1)
+  rates = [float(schedule.value)]
+  for step in range(1, 5):
+    schedule.update(step, 1.0, elapsed_s=1.0)
+    rates.append(float(schedule.value))
+  np.testing.assert_allclose(rates, [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
+  schedule.update(5, 1.0, elapsed_s=30.0)  # half the time budget
+  assert float(schedule.value) == pytest.approx(1e-4)
+
+
 def test_warm_start_copies_a_saved_model(tmp_path, image_dir):
   source = FactorizedPriorModel(num_filters=8, lmbda=0.05)
   source.freeze_for_coding()
