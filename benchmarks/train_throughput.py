@@ -70,7 +70,8 @@ def project_step(num_filters, images):
   step = trainer.train_step
   if FLAGS.jit_compile:
     step = tf.function(trainer._train_step, jit_compile=True)  # pylint: disable=protected-access
-  return (lambda: step(images)), trainer.model
+  no_limit = tf.constant(float("inf"))
+  return (lambda: step(images, no_limit)), trainer.model
 
 
 def fit_step(num_filters, images):

@@ -47,6 +47,8 @@ flags.DEFINE_float("plateau_min_lr", 1e-6, "Stop when the rate would fall "
                    "below this.")
 flags.DEFINE_float("clip_norm", 0.0, "Clip gradients to this global norm "
                    "(0: no clipping).")
+flags.DEFINE_float("spike_factor", 0.0, "Skip steps whose loss exceeds "
+                   "this times its running average (0: never).")
 flags.DEFINE_string("init_from", "", "Saved model dir to warm-start from "
                     "(fine-tuning another lambda).")
 flags.DEFINE_integer("seed", 0, "Seed of the initialization and patches.")
@@ -54,6 +56,7 @@ flags.DEFINE_integer("log_every", 100, "Steps between log lines.")
 flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.")
 flags.DEFINE_integer("validate_every", 2000, "Steps between validations.")
 flags.DEFINE_integer("num_validation", 6, "Training images held out.")
+flags.DEFINE_integer("max_checkpoints", 3, "Checkpoints kept.")
 flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0: TF).")
 flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0: TF).")
 flags.DEFINE_bool("finalize_only", False, "Freeze and save the latest "
@@ -83,10 +86,12 @@ def main(argv):
       plateau_patience=FLAGS.plateau_patience,
       plateau_min_improvement=FLAGS.plateau_min_improvement,
       plateau_min_lr=FLAGS.plateau_min_lr, clip_norm=FLAGS.clip_norm,
+      spike_factor=FLAGS.spike_factor,
       init_from=FLAGS.init_from, seed=FLAGS.seed, log_every=FLAGS.log_every,
       checkpoint_every=FLAGS.checkpoint_every,
       validate_every=FLAGS.validate_every,
-      num_validation=FLAGS.num_validation)
+      num_validation=FLAGS.num_validation,
+      max_checkpoints=FLAGS.max_checkpoints)
   os.makedirs(FLAGS.model_dir, exist_ok=True)
   if FLAGS.finalize_only:
     training.finalize_only(config)
