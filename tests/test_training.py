@@ -204,3 +204,17 @@ def test_spike_is_not_applied(tmp_path, image_dir):
     np.testing.assert_array_equal(a, b.numpy())
   *_, applied = trainer.train_step(images, tf.constant(np.inf))
   assert bool(applied) and int(trainer.step) == 1
+
+
+def test_finalize_only_freezes_an_unfinished_run(tmp_path, image_dir):
+  config = _config(tmp_path, image_dir, max_steps=100)
+
+  def stop_at_step_3(trainer):
+    if int(trainer.step) == 3:
+      raise _Interrupt()
+
+  with pytest.raises(_Interrupt):
+    training.train(config, on_step=stop_at_step_3)
+  recipe = training.finalize_only(config)
+  assert recipe["steps"] == 3
+  FactorizedPriorModel.load(config.final_dir)
