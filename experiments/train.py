@@ -1,11 +1,16 @@
 """Trains one rate of the factorized-prior model (flags over balle/training.py).
 
   python -m experiments.train --lmbda=0.0130 --num_filters=128 \
-      --train_glob=/work/shared/data/train --model_dir=/work/runs/bls2017-0.0130
+      --train_glob=/work/shared/data/train --model_dir=/work/runs/bls2017-0.0130 \
+      --learning_rate=5e-4 --lr_warmup_steps=200 --lr_boundaries=0.8 \
+      --lr_values=5e-5 --max_time_s=2700
 
-Rerunning the same command resumes from the latest checkpoint; once
---max_steps is reached it writes the frozen model to <model_dir>/final.
---finalize_only freezes the latest checkpoint of an unfinished run.
+Rerunning the same command resumes from the latest checkpoint (weights, Adam
+state, step, schedule, elapsed time). Once --max_steps or --max_time_s is
+reached the frozen model goes to <model_dir>/final with recipe.json; rerunning
+then only redoes that. --finalize_only freezes the latest checkpoint of an
+unfinished run. Other rates: --init_from=<model_dir>/final --lmbda=... with a
+new --model_dir (warm start of g_a, g_s and the prior).
 """
 
 import os
@@ -20,9 +25,9 @@ flags.DEFINE_integer("num_filters", 128, "Filters N per layer (paper: 192 "
 flags.DEFINE_enum("gdn_form", "paper", ["paper", "simplified"], "GDN form.")
 flags.DEFINE_integer("patchsize", 128, "Side of the random training crops.")
 flags.DEFINE_integer("batchsize", 8, "Patches per step.")
-flags.DEFINE_list("train_glob", ["/work/shared/data/train"], "Training "
-                  "images: glob patterns or folders (repeatable, "
-                  "comma-separated).")
+flags.DEFINE_multi_string("train_glob", ["/work/shared/data/train"],
+                          "Training images: glob patterns or folders; "
+                          "repeat the flag or separate with commas.")
 flags.DEFINE_string("model_dir", None, "Checkpoints, summaries, final model.")
 flags.DEFINE_string("final_dir", "", "Where to save the frozen model "
                     "(default <model_dir>/final).")
