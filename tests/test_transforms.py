@@ -19,15 +19,17 @@ def test_shapes_for_any_size(height, width):
 def test_stages_follow_the_paper():
   analysis = transforms.AnalysisTransform(8)
   analysis.build((None, None, None, 3))
-  convs = [l for l in analysis.layers if isinstance(l, tf.keras.layers.Conv2D)]
-  assert [(c.kernel_size, c.strides) for c in convs] == [
+  convs = analysis.layers[0::2]
+  assert [(c.kernel_support, c.strides_down) for c in convs] == [
       ((9, 9), (4, 4)), ((5, 5), (2, 2)), ((5, 5), (2, 2))]
   synthesis = transforms.SynthesisTransform(8, 1)
   synthesis.build((None, None, None, 8))
-  deconvs = synthesis.layers[1::2]
-  assert [(d.kernel_size, d.strides, d.filters) for d in deconvs] == [
+  deconvs = synthesis.layers[0::2]
+  assert [(d.kernel_support, d.strides_up, d.filters) for d in deconvs] == [
       ((5, 5), (2, 2), 8), ((5, 5), (2, 2), 8), ((9, 9), (4, 4), 1)]
-  assert all(l.inverse for l in synthesis.layers[0::2])
+  assert [l.inverse for l in synthesis.layers[1::2]] == [True, True]
+  assert [l.inverse for l in analysis.layers[1::2]] == [False, False]
+  assert not hasattr(analysis.layers[-1], "inverse")  # ends with a conv
 
 
 def _gdn_reference(x, beta, gamma, form):
