@@ -331,10 +331,6 @@ class Trainer:
     return self.manager.save(checkpoint_number=int(self.step))
 
 
-def _set_optimizer_lr(optimizer, lr):
-  optimizer.learning_rate.assign(lr)
-
-
 def train(config, on_step=None):
   """Runs (or resumes) training to `config.max_steps`, then finalizes.
 
@@ -344,7 +340,7 @@ def train(config, on_step=None):
   os.makedirs(config.model_dir, exist_ok=True)
   trainer = Trainer(config)
   trainer.restore_or_initialize()
-  model, step = trainer.model, trainer.step
+  step = trainer.step
   time_left = (config.max_time_s <= 0 or
                float(trainer.elapsed_s) < config.max_time_s)
   if int(step) < config.max_steps and time_left:
@@ -376,7 +372,7 @@ def _run_loop(trainer, sampler, validation, on_step):
   elapsed_at_start = float(trainer.elapsed_s)
   if int(step) == 0:
     trainer.learning_rate.start(1)
-  _set_optimizer_lr(trainer.optimizer, trainer.learning_rate.value)
+  trainer.optimizer.learning_rate.assign(trainer.learning_rate.value)
   spike_guard = SpikeGuard(config)
   failed = False
   try:
@@ -407,7 +403,7 @@ def _run_loop(trainer, sampler, validation, on_step):
         logging.info("time budget of %.0f s used up at step %d",
                      config.max_time_s, current)
         keep_going = False
-      _set_optimizer_lr(trainer.optimizer, trainer.learning_rate.value)
+      trainer.optimizer.learning_rate.assign(trainer.learning_rate.value)
       if current % config.log_every == 0 or not keep_going:
         now = time.perf_counter()
         steps_per_s = window_steps / (now - window_start)
