@@ -62,8 +62,6 @@ class TrainConfig:
   plateau_min_improvement: float = 0.005
   plateau_min_lr: float = 1e-6
   clip_norm: float = 0.0
-  spike_factor: float = 0.0
-  max_skipped_steps: int = 50
   init_from: str = ""
   seed: int = 0
   log_every: int = 100
@@ -114,8 +112,9 @@ class LearningRate:
            windows without a relative improvement of `plateau_min_improvement`
            the rate is divided by 10 (paper, Sec. 4). Training ends when it
            would fall below `plateau_min_lr`.
-  Step s (from 1) is scaled by min(1, s / lr_warmup_steps): a linear warm-up
-  that keeps the first Adam steps from blowing up the expansive IGDN.
+  Step s (from 1) is scaled by min(1, s / lr_warmup_steps), a linear warm-up:
+  full-size first Adam steps (1e-3) made the output of the expansive IGDN
+  blow up within 20 steps here.
   """
 
   def __init__(self, config):
@@ -185,51 +184,6 @@ class LearningRate:
       self.value.assign(lr)
       self.bad_windows.assign(0)
       self.best_loss.assign(mean)
-    return True
-
-
-class SpikeGuard:
-  """Skips steps whose loss exceeds spike_factor x its running average.
-
-  A single step on an unlucky batch can throw the expansive IGDN of g_s
-  into a regime it takes thousands of steps to recover from (observed at
-  lambda=0.013, Adam 5e-4, step 7000). The average is an exponential moving
-  average over accepted steps (time constant 100 steps), armed after
-  `lr_warmup_steps` + 100 steps. After `max_skipped_steps` consecutive skips
-  the current loss level is accepted as the new normal.
-  """
-
-  def __init__(self, config):
-    self.factor = config.spike_factor
-    self.max_skipped = config.max_skipped_steps
-    self.arm_after = config.lr_warmup_steps + 100
-    self.average = None
-    self.accepted = 0
-    self.skipped = 0
-    self.total_skipped = 0
-
-  def max_loss(self):
-    if self.factor <= 0 or self.accepted < self.arm_after:
-      return np.inf
-    return self.factor * self.average
-
-  def accept(self, applied, loss):
-    """Records a step's outcome; False if it was skipped as a spike."""
-    if not applied:
-      self.skipped += 1
-      self.total_skipped += 1
-      logging.warning("loss %.4g > %.4g: step skipped (%d in a row, %d in "
-                      "all)", loss, self.max_loss(), self.skipped,
-                      self.total_skipped)
-      if self.skipped >= self.max_skipped:
-        logging.warning("accepting the loss level %.4g as the new normal",
-                        loss)
-        self.average, self.skipped = loss, 0
-      return False
-    self.skipped = 0
-    self.accepted += 1
-    self.average = loss if self.average is None else (
-        0.99 * self.average + 0.01 * loss)
     return True
 
 
@@ -303,11 +257,10 @@ class Trainer:
     elif self.config.init_from:
       warm_start(self.model, self.config.init_from)
 
-  def _train_step(self, images, max_loss):
-    """One Adam step; no update if the loss is above `max_loss`.
+  def _train_step(self, images):
+    """One Adam step; skipped (no update) if loss or gradients are not finite.
 
-    Returns (bpp, mse_255, loss, finite, applied); not finite (loss or
-    gradients) also means not applied.
+    Returns (bpp, mse_255, loss, finite).
     """
     with tf.GradientTape() as tape:
       bpp, mse_255, loss = self.model.rate_distortion(images, training=True)
@@ -317,11 +270,10 @@ class Trainer:
         [tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
     if self.config.clip_norm > 0:
       gradients, _ = tf.clip_by_global_norm(gradients, self.config.clip_norm)
-    applied = finite and loss <= max_loss
-    if applied:
+    if finite:
       self.optimizer.apply_gradients(zip(gradients, self.variables))
       self.step.assign_add(1)
-    return bpp, mse_255, loss, finite, applied
+    return bpp, mse_255, loss, finite
 
   def save_checkpoint(self):
     """Writes a checkpoint unless the weights are not finite; returns path."""
@@ -373,14 +325,12 @@ def _run_loop(trainer, sampler, validation, on_step):
   if int(step) == 0:
     trainer.learning_rate.start(1)
   trainer.optimizer.learning_rate.assign(trainer.learning_rate.value)
-  spike_guard = SpikeGuard(config)
   failed = False
   try:
     for images in sampler.dataset():
       if int(step) >= config.max_steps:
         break
-      bpp, mse_255, loss, finite, applied = trainer.train_step(
-          images, tf.constant(spike_guard.max_loss(), tf.float32))
+      bpp, mse_255, loss, finite = trainer.train_step(images)
       if not finite:
         failed = True
         raise NonFiniteLossError(
@@ -389,8 +339,6 @@ def _run_loop(trainer, sampler, validation, on_step):
             f"was skipped and no checkpoint written, the last good checkpoint "
             f"is {trainer.manager.latest_checkpoint}. Lower --learning_rate "
             f"or set --clip_norm and rerun to resume from it.")
-      if not spike_guard.accept(bool(applied), float(loss)):
-        continue
       current = int(step)
       totals += (float(bpp), float(mse_255), float(loss))
       window_steps += 1

@@ -70,8 +70,7 @@ def project_step(num_filters, images):
   step = trainer.train_step
   if FLAGS.jit_compile:
     step = tf.function(trainer._train_step, jit_compile=True)  # pylint: disable=protected-access
-  no_limit = tf.constant(float("inf"))
-  return (lambda: step(images, no_limit)), trainer.model
+  return (lambda: step(images)), trainer.model
 
 
 def fit_step(num_filters, images):
@@ -117,7 +116,8 @@ def profile_steps(model, images):
       y = model.analysis(x / 255.)
       y = y + tf.random.uniform(tf.shape(y), -.5, .5)
       loss = tf.reduce_mean(tf.square(model.synthesis(y) * 255. - x))
-    return tape.gradient(loss, transform_variables)[0][0, 0, 0, 0]
+    gradients = tape.gradient(loss, transform_variables)
+    return tf.add_n([tf.reduce_sum(g) for g in gradients])
 
   latents = model.analysis(images / 255.)
 

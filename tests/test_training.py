@@ -178,34 +178,6 @@ def test_warm_start_copies_a_saved_model(tmp_path, image_dir):
   assert trainer.model.config.lmbda == 0.002
 
 
-def test_spike_guard_skips_outliers_then_adapts(tmp_path):
-  config = training.TrainConfig(model_dir=str(tmp_path), spike_factor=3,
-                                lr_warmup_steps=0, max_skipped_steps=3)
-  guard = training.SpikeGuard(config)
-  for _ in range(100):
-    assert guard.max_loss() == np.inf  # not armed yet
-    assert guard.accept(True, 2.0)
-  assert guard.max_loss() == pytest.approx(6.0)
-  assert not guard.accept(False, 50.0)
-  assert not guard.accept(False, 50.0)
-  assert guard.max_loss() == pytest.approx(6.0)
-  assert not guard.accept(False, 50.0)  # third in a row: the new normal
-  assert guard.max_loss() == pytest.approx(150.0)
-
-
-def test_spike_is_not_applied(tmp_path, image_dir):
-  trainer = training.Trainer(_config(tmp_path, image_dir))
-  images = tf.constant(np.stack([_smooth_image(32, 32, i) for i in range(2)]),
-                       tf.float32)
-  before = [v.numpy() for v in trainer.model.trainable_variables]
-  *_, finite, applied = trainer.train_step(images, tf.constant(1e-3))
-  assert bool(finite) and not bool(applied) and int(trainer.step) == 0
-  for a, b in zip(before, trainer.model.trainable_variables):
-    np.testing.assert_array_equal(a, b.numpy())
-  *_, applied = trainer.train_step(images, tf.constant(np.inf))
-  assert bool(applied) and int(trainer.step) == 1
-
-
 def test_finalize_only_freezes_an_unfinished_run(tmp_path, image_dir):
   config = _config(tmp_path, image_dir, max_steps=100)
 
