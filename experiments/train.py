@@ -1,9 +1,9 @@
 """Trains one rate of the factorized-prior model (flags over balle/training.py).
 
   python -m experiments.train --lmbda=0.0130 --num_filters=128 \
-      --train_glob=/work/shared/data/train --model_dir=/work/runs/bls2017-0.0130 \
-      --learning_rate=5e-4 --lr_warmup_steps=200 --lr_boundaries=0.8 \
-      --lr_values=5e-5 --max_time_s=2700
+      --train_glob=TRAIN_DIR --model_dir=runs/bls2017-0.0130 \
+      --learning_rate=1e-3 --lr_warmup_steps=200 --lr_boundaries=0.8 \
+      --lr_values=1e-4 --max_time_s=2600 --max_checkpoints=30
 
 Rerunning the same command resumes from the latest checkpoint (weights, Adam
 state, step, schedule, elapsed time). Once --max_steps or --max_time_s is
@@ -25,7 +25,7 @@ flags.DEFINE_integer("num_filters", 128, "Filters N per layer (paper: 192 "
 flags.DEFINE_enum("gdn_form", "paper", ["paper", "simplified"], "GDN form.")
 flags.DEFINE_integer("patchsize", 128, "Side of the random training crops.")
 flags.DEFINE_integer("batchsize", 8, "Patches per step.")
-flags.DEFINE_multi_string("train_glob", ["/work/shared/data/train"],
+flags.DEFINE_multi_string("train_glob", None,
                           "Training images: glob patterns or folders; "
                           "repeat the flag or separate with commas.")
 flags.DEFINE_string("model_dir", None, "Checkpoints, summaries, final model.")
@@ -64,7 +64,7 @@ flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0: TF).")
 flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0: TF).")
 flags.DEFINE_bool("finalize_only", False, "Freeze and save the latest "
                   "checkpoint, then exit.")
-flags.mark_flag_as_required("model_dir")
+flags.mark_flags_as_required(["model_dir", "train_glob"])
 FLAGS = flags.FLAGS
 
 
