@@ -1,0 +1,34 @@
+"""The shipped models load, are found by id, and code a photo-like image."""
+
+import json
+import os
+
+import pytest
+
+from balle import codec, metrics, pretrained
+from conftest import smooth_image
+
+
+def test_default_model_is_shipped():
+  assert pretrained.DEFAULT_MODEL in pretrained.list_models()
+
+
+@pytest.mark.parametrize("name", pretrained.list_models())
+def test_shipped_model_codes_an_image(name):
+  model = pretrained.resolve(name)
+  assert model.config.name == name
+  assert pretrained.find_by_id(model.model_id) == name
+  with open(os.path.join(pretrained.model_directory(name), "config.json")) as f:
+    assert json.load(f)["model_id"] == model.model_id.hex()
+  image = smooth_image(96, 128)
+  data = codec.compress_image(model, image)
+  decoded = codec.decompress_image(data, model)
+  # A trained model reconstructs far better than an untrained one (~6 dB).
+  assert metrics.psnr_rgb(image, decoded) > 20
+  assert metrics.bits_per_pixel(len(data), 96, 128) < 4
+
+
+def test_unknown_names_are_refused():
+  with pytest.raises(KeyError, match="no shipped model"):
+    pretrained.model_directory("no-such-model")
+  assert pretrained.find_by_id(b"\x00" * 8) is None
