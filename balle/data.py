@@ -14,11 +14,14 @@ import concurrent.futures
 import glob
 import hashlib
 import os
+import warnings
 
 from absl import logging
 import numpy as np
 from PIL import Image
 import tensorflow as tf
+
+from balle import image_io
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -56,10 +59,17 @@ def split_validation(files, num_validation):
 
 
 def read_image(path, channels=3):
-  """uint8 array [H, W, channels] (grayscale/alpha converted)."""
-  with Image.open(path) as image:
-    return np.asarray(image.convert("RGB" if channels == 3 else "L")).reshape(
-        image.height, image.width, channels)
+  """uint8 array [H, W, channels]: balle.image_io's reading (alpha dropped),
+  with gray repeated to RGB or RGB reduced to luma as `channels` asks."""
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", image_io.ImageConversionWarning)
+    image = image_io.read_image(path, drop_alpha=True)
+  if image.shape[2] == channels:
+    return image
+  if channels == 3:
+    return np.repeat(image, 3, axis=2)
+  with Image.fromarray(image) as rgb:
+    return np.asarray(rgb.convert("L"))[..., None]
 
 
 def load_images(files, min_size=0, channels=3, num_threads=2):

@@ -47,6 +47,7 @@ class Curve:
   psnr_rgb: tuple      # ((bpp, dB), ...)
   ms_ssim_rgb: tuple   # ((bpp, MS-SSIM in [0, 1]), ...)
   family: str = ""
+  point_names: tuple = ()  # ((bpp, setting name), ...), e.g. model names
 
   def ms_ssim_db(self):
     """((bpp, -10 log10(1 - MS-SSIM)), ...)."""
@@ -69,7 +70,8 @@ def curve_from_results(document, kind=MEASURED):
       label=document["name"], kind=document.get("kind", kind),
       psnr_rgb=_finite_points(bpp, results.get("psnr-rgb", [])),
       ms_ssim_rgb=_finite_points(bpp, results.get("ms-ssim-rgb", [])),
-      family=document.get("codec", ""))
+      family=document.get("codec", ""),
+      point_names=tuple(zip(bpp, document.get("settings", ()))))
 
 
 def curve_from_published(published):
@@ -230,6 +232,38 @@ def consistency_table(curves, rate_bpp=0.5):
   return "\n".join(header + rows) + "\n"
 
 
+def operating_points_table(curves):
+  """Markdown rows, one per point of every MODEL curve: its bpp, PSNR and
+  MS-SSIM (dB), next to the published Ballé 2017 and measured JPEG 2000 9/7
+  PSNR interpolated at the same bpp. Shows a single trained model (which has
+  no curve, hence no interpolated PSNR or BD-rate) against the references.
+  "" if there are no model curves."""
+  references = [find_anchor(curves, "balle2017", PUBLISHED),
+                find_anchor(curves, "j2k", MEASURED)]
+  references = [r for r in references if r is not None]
+  rows = []
+  for curve in curves:
+    if curve.kind != MODEL:
+      continue
+    ms_ssim_db = dict(curve.ms_ssim_db())
+    names = dict(curve.point_names)
+    for bpp, psnr in curve.psnr_rgb:
+      row = [str(names.get(bpp, curve.label)), f"{bpp:.4f}", f"{psnr:.2f}",
+             _format(ms_ssim_db.get(bpp, math.nan), 2)]
+      for reference in references:
+        theirs = value_at(reference.psnr_rgb, bpp)
+        row += [_format(theirs, 2), _format(psnr - theirs, 2)]
+      rows.append("| " + " | ".join(row) + " |")
+  if not rows:
+    return ""
+  header = ["Model", "bpp", "PSNR (dB)", "MS-SSIM (dB)"]
+  for reference in references:
+    header += [f"{reference.label} PSNR at that bpp (dB)", "difference (dB)"]
+  lines = ["| " + " | ".join(header) + " |",
+           "|---|" + "---:|" * (len(header) - 1)]
+  return "\n".join(lines + rows) + "\n"
+
+
 # -- plots --------------------------------------------------------------------
 
 
@@ -317,6 +351,10 @@ def write_report(curves, output_dir, title, max_bpp=2.0):
   with open(table_path, "w") as f:
     f.write(f"# {title}\n\n")
     f.write(markdown_table(curves))
+    operating_points = operating_points_table(curves)
+    if operating_points:
+      f.write("\n## Trained models, point by point\n\n")
+      f.write(operating_points)
     consistency = consistency_table(curves)
     if consistency:
       f.write("\n## Measurement check: measured vs published, same codec\n\n")

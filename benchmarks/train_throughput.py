@@ -6,14 +6,18 @@
 
 Mpix/s = batchsize * patchsize^2 / median step time, over --steps steps after
 --warmup steps, on a fixed random batch (the input pipeline runs in parallel
-with the step in training and is not measured). The reference is the same
-model trained by plain `Model.fit` with default settings, measured in the
-same process, its steps interleaved with ours. Thread counts and oneDNN are
+with the step in training and is not measured). Two references are
+measured in the same process, their steps interleaved with ours: the same
+model trained by plain `Model.fit` with default settings, and the naive
+reference, which also uses tfc's stock SignalConv2D (kernels inverted from
+the RDFT by batched FFTs, as tfc's models/bls2017.py does) instead of
+balle.transforms' matmul version. Thread counts and oneDNN are
 set by flags / environment:
 
   TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/train_throughput.py
 """
 
+import contextlib
 import statistics
 import tempfile
 import time
@@ -73,11 +77,27 @@ def project_step(num_filters, images):
   return (lambda: step(images)), trainer.model
 
 
-def fit_step(num_filters, images):
+@contextlib.contextmanager
+def stock_tfc_convolutions():
+  """Builds models with tfc's own SignalConv2D (kernels from batched FFTs, as
+  in tfc's models/bls2017.py) instead of balle's matmul-RDFT subclass."""
+  import tensorflow_compression as tfc  # pylint: disable=g-import-not-at-top
+  from balle import transforms  # pylint: disable=g-import-not-at-top
+  project_layer = transforms.SignalConv2D
+  transforms.SignalConv2D = tfc.SignalConv2D
+  try:
+    yield
+  finally:
+    transforms.SignalConv2D = project_layer
+
+
+def fit_step(num_filters, images, stock_tfc=False):
   """Plain Model.fit with default settings, one step per call.
 
   The loss is attached with add_loss; each call runs the `train_function`
-  that Model.fit runs per step (so it can be interleaved with ours).
+  that Model.fit runs per step (so it can be interleaved with ours). With
+  `stock_tfc`, the model uses tfc's stock convolution layers: the naive
+  reference, i.e. what tfc's models/bls2017.py does (stock layers, Model.fit).
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from balle.model import FactorizedPriorModel  # pylint: disable=g-import-not-at-top
@@ -93,7 +113,9 @@ def fit_step(num_filters, images):
       self.add_loss(loss)
       return loss
 
-  model = FitModel()
+  with stock_tfc_convolutions() if stock_tfc else contextlib.nullcontext():
+    model = FitModel()
+    model(images[:1])  # Builds the layers inside the context.
   model.compile(optimizer=tf.keras.optimizers.Adam(1e-4))
   # Built eagerly: Keras cannot create the Adam slots of tfc's GDN variables
   # inside fit's tf.function (AttributeError: Tensor.op is undefined).
@@ -155,6 +177,7 @@ def main(argv):
     steps = {"project": step}
     if FLAGS.reference:
       steps["fit"] = fit_step(num_filters, images)
+      steps["stock_fit"] = fit_step(num_filters, images, stock_tfc=True)
     if FLAGS.profile:
       steps.update(profile_steps(model, images))
     median_s = interleaved_median_s(steps)
@@ -163,8 +186,11 @@ def main(argv):
             f"{mpix / step_s:.3f} Mpix/s")
     if FLAGS.reference:
       reference_s = median_s["fit"]
+      stock_s = median_s["stock_fit"]
       line += (f"; Model.fit {reference_s:.3f} s = {mpix / reference_s:.3f} "
-               f"Mpix/s; speedup x{reference_s / step_s:.2f}")
+               f"Mpix/s (x{reference_s / step_s:.2f}); naive reference, "
+               f"stock tfc layers + Model.fit {stock_s:.3f} s = "
+               f"{mpix / stock_s:.3f} Mpix/s: speedup x{stock_s / step_s:.2f}")
     print(line, flush=True)
     if FLAGS.profile:
       print(f"N={num_filters}: forward+backward g_a+g_s (with noise, MSE) "

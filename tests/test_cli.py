@@ -25,7 +25,8 @@ def photo(tmp_path):
 def test_compress_decompress_info(photo, tiny_model_dir, tmp_path, capsys):
   assert run("compress", photo, "--model", tiny_model_dir, "--verbose") == 0
   out = capsys.readouterr().out
-  assert "bpp" in out and "PSNR" in out and "MS-SSIM" in out
+  assert "bpp" in out and "PSNR" in out
+  assert "MS-SSIM undefined for 45x61" in out  # too small for 5 scales
   coded = tmp_path / "photo.balle"
   assert coded.exists()
   decoded = tmp_path / "decoded.png"

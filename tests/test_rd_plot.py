@@ -149,3 +149,18 @@ def test_consistency_table_compares_same_codec():
   webp = rd_plot.Curve("Mine", rd_plot.MEASURED, ((0.2, 27.0), (0.8, 34.0)),
                        (), family="webp")
   assert "| Mine | WebP, published |" in rd_plot.consistency_table([webp])
+
+
+def test_operating_points_table_lists_single_model_points():
+  balle = reference_curves.BY_KEY["balle2017-mse"]
+  bpp = 0.5
+  published_psnr = rd_plot.value_at(tuple(balle.psnr_rgb), bpp)
+  single = rd_plot.Curve("One model", rd_plot.MODEL,
+                         ((bpp, published_psnr - 1.5),), ((bpp, 0.99),))
+  table = rd_plot.operating_points_table(
+      [single] + rd_plot.published_curves())
+  row = next(l for l in table.splitlines() if l.startswith("| One model"))
+  cells = [c.strip() for c in row.strip("|").split("|")]
+  assert cells[1] == "0.5000" and cells[3] == "20.00"  # MS-SSIM .99 = 20 dB
+  assert cells[4] == f"{published_psnr:.2f}" and cells[5] == "-1.50"
+  assert rd_plot.operating_points_table(rd_plot.published_curves()) == ""

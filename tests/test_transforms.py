@@ -58,3 +58,33 @@ def test_gdn_computes_its_formula(form):
 def test_unknown_gdn_form_is_refused():
   with pytest.raises(ValueError, match="unknown GDN form"):
     transforms.generalized_divisive_normalization("other", False, "g")
+
+
+@pytest.mark.parametrize("shape", [(9, 9, 3, 4), (5, 5, 4, 4), (4, 6, 2, 3)])
+def test_matmul_rdft_kernel_and_gradients_match_tfc(shape):
+  import tensorflow_compression as tfc  # pylint: disable=import-outside-toplevel
+  parameter = transforms.MatmulRDFTParameter(tf.zeros(shape))
+  rng = np.random.default_rng(0)
+  parameter.real.assign(rng.normal(size=parameter.real.shape))
+  parameter.imag.assign(rng.normal(size=parameter.imag.shape))
+  weights = tf.constant(rng.normal(size=shape), tf.float32)
+  with tf.GradientTape(persistent=True) as tape:
+    ours = parameter()
+    theirs = tfc.RDFTParameter.__call__(parameter)  # tfc's batched FFTs
+    loss_ours = tf.reduce_sum(ours * weights)
+    loss_theirs = tf.reduce_sum(theirs * weights)
+  assert ours.shape == shape
+  np.testing.assert_allclose(ours, theirs, atol=1e-5)
+  variables = [parameter.real, parameter.imag]
+  for mine, reference in zip(tape.gradient(loss_ours, variables),
+                             tape.gradient(loss_theirs, variables)):
+    np.testing.assert_allclose(mine, reference, atol=1e-4)
+
+
+def test_convolutions_use_the_matmul_kernel():
+  analysis = transforms.AnalysisTransform(8)
+  analysis.build((None, None, None, 3))
+  assert all(isinstance(conv.kernel_parameter, transforms.MatmulRDFTParameter)
+             for conv in analysis.layers[0::2])
+  assert [v.name for v in analysis.layers[0].trainable_variables] == [
+      "conv_0/bias:0", "conv_0/kernel_imag:0", "conv_0/kernel_real:0"]
