@@ -21,7 +21,8 @@ tensorflow-compression's reference bls2017 model and were measured here:
 
 Padding is zero "same" padding: an H x W image gives ceil(H/16) x ceil(W/16)
 latents, and g_s returns a 16*ceil(H/16) x 16*ceil(W/16) image that the model
-crops back to H x W.
+crops back to H x W (for coding, the model first extends the image to
+multiples of 16 by edge replication, see balle.model).
 """
 
 import numpy as np
