@@ -91,7 +91,8 @@ class FactorizedPriorModel(tf.keras.Model):
   def build(self, input_shape):
     self.analysis.build(input_shape)
     self.synthesis.build(self.analysis.compute_output_shape(input_shape))
-    super().build(input_shape)
+    # Not Model.build: it would trace `call` in a graph just to build layers.
+    self.built = True
 
   def rate_distortion(self, images, training=True):
     """Returns (bpp, mse_255, loss) for float images on the 0..255 scale.
