@@ -2,12 +2,13 @@
 
   python benchmarks/conv_bfloat16.py [--num_filters=128] [--patchsize=256]
 
-Times the three analysis convolutions of the paper's g_a (9x9/4, 5x5/2,
-5x5/2; the synthesis transposes cost the same) on a batch of 8 patches, the
-two dtypes interleaved round-robin, median of --steps after warm-up. The CPU
-has avx512_bf16; this measures whether mixed bfloat16 training would pay
-before the model is changed for it (tfc's GDN and entropy models would need
-casts; the project trains in float32).
+Times, on a batch of 8 patches, (a) the three convolutions of the paper's g_a
+(9x9/4, 5x5/2, 5x5/2) as tf.nn.conv2d with "SAME" padding, and (b) the three
+transposed convolutions of g_s with explicit padding, which is how
+tfc.SignalConv2D implements them. Each in float32 and bfloat16, all
+interleaved round-robin, median of --steps after warm-up. The CPU has
+avx512_bf16; this tells whether mixed bfloat16 training could pay (the
+project trains in float32).
 """
 
 import statistics
@@ -26,15 +27,28 @@ FLAGS = flags.FLAGS
 _STAGES = ((9, 4, 3, 1), (5, 2, None, 4), (5, 2, None, 8))
 
 
-def convolutions_step(dtype):
-  """tf.function: forward+backward of the three g_a convolutions in `dtype`."""
+def convolutions_step(dtype, transposed):
+  """tf.function: forward+backward of the g_a convolutions (or, transposed,
+  the g_s ones with explicit padding) in `dtype`."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   n, p, b = FLAGS.num_filters, FLAGS.patchsize, FLAGS.batchsize
-  inputs, kernels = [], []
+  inputs, kernels, calls = [], [], []
   for kernel, stride, channels, factor in _STAGES:
     channels = channels or n
-    inputs.append(tf.cast(tf.random.normal(
-        (b, p // factor, p // factor, channels)), dtype))
+    if transposed:  # latents-side input, image-side output
+      side = p // factor // stride
+      inputs.append(tf.cast(tf.random.normal((b, side, side, n)), dtype))
+      pad = (kernel - 1) // 2
+      output_shape = (b, side * stride, side * stride, channels)
+      calls.append(lambda x, k, s=stride, o=output_shape, q=pad:
+                   tf.nn.conv2d_transpose(
+                       x, k, o, s, [[0, 0], [q, q - s + 1], [q, q - s + 1],
+                                    [0, 0]]))
+    else:
+      side = p // factor
+      inputs.append(tf.cast(tf.random.normal((b, side, side, channels)),
+                            dtype))
+      calls.append(lambda x, k, s=stride: tf.nn.conv2d(x, k, s, "SAME"))
     kernels.append(tf.Variable(tf.cast(tf.random.normal(
         (kernel, kernel, channels, n)) * 0.01, dtype)))
 
@@ -42,9 +56,8 @@ def convolutions_step(dtype):
   def step():
     with tf.GradientTape() as tape:
       loss = 0.
-      for x, k, (_, stride, _, _) in zip(inputs, kernels, _STAGES):
-        y = tf.nn.conv2d(x, k, stride, "SAME")
-        loss += tf.reduce_sum(tf.square(tf.cast(y, tf.float32)))
+      for x, k, call in zip(inputs, kernels, calls):
+        loss += tf.reduce_sum(tf.square(tf.cast(call(x, k), tf.float32)))
     return tape.gradient(loss, kernels)
   return step
 
@@ -52,8 +65,8 @@ def convolutions_step(dtype):
 def main(argv):
   del argv
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  steps = {"float32": convolutions_step(tf.float32),
-           "bfloat16": convolutions_step(tf.bfloat16)}
+  steps = {(kind, dtype.name): convolutions_step(dtype, kind == "g_s")
+           for kind in ("g_a", "g_s") for dtype in (tf.float32, tf.bfloat16)}
   for step in steps.values():
     step(), step()
   times = {name: [] for name in steps}
@@ -62,10 +75,13 @@ def main(argv):
       start = time.perf_counter()
       [g.numpy() for g in step()]  # pylint: disable=expression-not-assigned
       times[name].append(time.perf_counter() - start)
-  f32, bf16 = (statistics.median(times[n]) for n in ("float32", "bfloat16"))
-  print(f"g_a convolutions fwd+bwd, {FLAGS.batchsize}x{FLAGS.patchsize}², "
-        f"N={FLAGS.num_filters}: float32 {f32:.3f} s, bfloat16 {bf16:.3f} s, "
-        f"bfloat16 speedup x{f32 / bf16:.2f}")
+  for kind, what in (("g_a", "convolutions, SAME padding"),
+                     ("g_s", "transposed convolutions, explicit padding")):
+    f32, bf16 = (statistics.median(times[(kind, d)])
+                 for d in ("float32", "bfloat16"))
+    print(f"{kind} {what}, fwd+bwd, {FLAGS.batchsize}x{FLAGS.patchsize}², "
+          f"N={FLAGS.num_filters}: float32 {f32:.3f} s, bfloat16 {bf16:.3f} "
+          f"s, bfloat16 speedup x{f32 / bf16:.2f}")
 
 
 if __name__ == "__main__":
