@@ -96,7 +96,6 @@ def test_unfrozen_model_cannot_be_saved(tmp_path):
 _CODE_IN_SUBPROCESS = """
 import sys, numpy as np
 from balle import codec
-from balle import model as model_lib
 from balle.model import FactorizedPriorModel
 model = FactorizedPriorModel.load(sys.argv[1])
 image = np.load(sys.argv[2])
@@ -131,3 +130,22 @@ def test_replicate_edges_to_multiple():
   np.testing.assert_array_equal(padded[:, 3], padded[:, 2])
   same = model_lib.replicate_edges_to_multiple(tf.zeros([16, 32, 3]), 16)
   assert same.shape == (16, 32, 3)
+
+
+def test_half_precision_copy_saves_compactly(tiny_model, tmp_path):
+  image = smooth_image(40, 56)
+  full, half = tmp_path / "full", tmp_path / "half"
+  tiny_model.save(str(full))
+  copy = tiny_model.half_precision_copy()
+  copy.save(str(half))
+  with np.load(half / "weights.npz") as arrays:
+    assert arrays["conv_0/kernel_real"].dtype == np.float16
+    assert arrays["continuous_batched_entropy_model/cdf"].dtype == np.int16
+  assert (half / "weights.npz").stat().st_size < 0.7 * (  # npz headers
+      full / "weights.npz").stat().st_size
+  loaded = FactorizedPriorModel.load(str(half))
+  assert loaded.model_id == copy.model_id != tiny_model.model_id
+  data = codec.compress_image(loaded, image)
+  assert data == codec.compress_image(copy, image)
+  np.testing.assert_array_equal(codec.decompress_image(data, loaded),
+                                codec.decompress_image(data, copy))

@@ -43,3 +43,11 @@ def test_tiny_images_keep_their_color():
     image = np.array([[pixel]], dtype=np.uint8)
     decoded = codec.decompress_image(codec.compress_image(model, image), model)
     assert metrics.psnr_rgb(image, decoded) > 20
+
+
+def test_ship_adds_a_compact_model(tiny_model_dir, tmp_path):
+  target = pretrained.ship(tiny_model_dir, folder=str(tmp_path))
+  assert target == str(tmp_path / "tiny")
+  assert sorted(os.listdir(target)) == ["config.json", "weights.npz"]
+  with pytest.raises(FileExistsError):
+    pretrained.ship(tiny_model_dir, folder=str(tmp_path))
