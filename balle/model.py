@@ -87,13 +87,18 @@ def _smallest_exact(array):
 class FactorizedPriorModel(tf.keras.Model):
   """g_a, g_s and the factorized prior, trained for bpp + lambda * MSE."""
 
-  def __init__(self, config=None, **config_kwargs):
+  def __init__(self, config=None, precision="float32", **config_kwargs):
+    """`precision` of the transforms ("float32" or "mixed_bfloat16") is a
+    training-time speed choice, not part of the configuration: the weights
+    are float32 either way, and models load and code in float32."""
     super().__init__(name="factorized_prior")
     self.config = config if config is not None else ModelConfig(**config_kwargs)
+    self.precision = precision
     c = self.config
-    self.analysis = transforms.AnalysisTransform(c.num_filters, c.gdn_form)
+    self.analysis = transforms.AnalysisTransform(
+        c.num_filters, c.gdn_form, precision)
     self.synthesis = transforms.SynthesisTransform(
-        c.num_filters, c.channels, c.gdn_form)
+        c.num_filters, c.channels, c.gdn_form, precision)
     self.prior = tfc.NoisyDeepFactorized(batch_shape=[c.num_filters])
     self.entropy_model = None  # Set by freeze_for_coding() or load().
     self.model_id = None
@@ -115,10 +120,11 @@ class FactorizedPriorModel(tf.keras.Model):
     entropy_model = tfc.ContinuousBatchedEntropyModel(
         self.prior, coding_rank=3, compression=False)
     images = tf.convert_to_tensor(images, tf.float32)
-    latents = self.analysis(images / 255.)
+    latents = tf.cast(self.analysis(images / 255.), tf.float32)
     latents_hat, bits = entropy_model(latents, training=training)
     shape = tf.shape(images)
-    reconstruction = self.synthesis(latents_hat)[:, :shape[1], :shape[2], :]
+    reconstruction = tf.cast(self.synthesis(latents_hat),
+                             tf.float32)[:, :shape[1], :shape[2], :]
     num_pixels = tf.cast(tf.reduce_prod(shape[:-1]), tf.float32)
     bpp = tf.reduce_sum(bits) / num_pixels
     mse_255 = tf.reduce_mean(
@@ -131,8 +137,17 @@ class FactorizedPriorModel(tf.keras.Model):
 
   # -- coding ---------------------------------------------------------------
 
+  def coding_copy(self):
+    """A float32 copy with the current weights, frozen for coding."""
+    copy = FactorizedPriorModel(self.config)
+    copy.set_weights(self.get_weights())
+    copy.freeze_for_coding()
+    return copy
+
   def freeze_for_coding(self):
     """Builds the integer CDF tables from the trained prior (call once)."""
+    if self.precision != "float32":
+      raise ValueError("coding runs in float32: use coding_copy()")
     self.entropy_model = tfc.ContinuousBatchedEntropyModel(
         self.prior, coding_rank=3, compression=True)
     self.model_id = self._compute_model_id()

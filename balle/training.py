@@ -62,6 +62,7 @@ class TrainConfig:
   plateau_min_improvement: float = 0.005
   plateau_min_lr: float = 1e-6
   clip_norm: float = 0.0
+  precision: str = "float32"
   init_from: str = ""
   seed: int = 0
   log_every: int = 100
@@ -194,9 +195,7 @@ def validate(model, images):
   each image is compressed and decompressed, and bpp is the byte length of
   the code times 8 over the pixel count. Both are averaged over the images.
   """
-  coder = FactorizedPriorModel(model.config)
-  coder.set_weights(model.get_weights())
-  coder.freeze_for_coding()
+  coder = model.coding_copy()
   bpps, psnrs = [], []
   for image in images:
     string, latent_shape = coder.compress(image)
@@ -233,7 +232,8 @@ class Trainer:
   def __init__(self, config):
     self.config = config
     tf.random.set_seed(config.seed)
-    self.model = FactorizedPriorModel(config.model_config())
+    self.model = FactorizedPriorModel(config.model_config(),
+                                      precision=config.precision)
     self.variables = self.model.trainable_variables
     self.optimizer = tf.keras.optimizers.Adam(config.learning_rate)
     self.optimizer.build(self.variables)
@@ -423,7 +423,7 @@ def finalize(trainer):
     validation_bpp, validation_psnr_db = validate(model, images)
     logging.info("final validation: %.4f bpp  %.2f dB PSNR",
                  validation_bpp, validation_psnr_db)
-  model.freeze_for_coding()
+  model = model.coding_copy()
   model.save(config.final_dir, overwrite=True)
   recipe = {
       "flags": dataclasses.asdict(config),

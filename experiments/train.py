@@ -52,6 +52,9 @@ flags.DEFINE_float("plateau_min_lr", 1e-6, "Stop when the rate would fall "
                    "below this.")
 flags.DEFINE_float("clip_norm", 0.0, "Clip gradients to this global norm "
                    "(0: no clipping).")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
+                  "Arithmetic of the transforms while training (weights and "
+                  "the saved model are float32 either way).")
 flags.DEFINE_string("init_from", "", "Saved model dir to warm-start from "
                     "(fine-tuning another lambda).")
 flags.DEFINE_integer("seed", 0, "Seed of the initialization and patches.")
@@ -89,6 +92,7 @@ def main(argv):
       plateau_patience=FLAGS.plateau_patience,
       plateau_min_improvement=FLAGS.plateau_min_improvement,
       plateau_min_lr=FLAGS.plateau_min_lr, clip_norm=FLAGS.clip_norm,
+      precision=FLAGS.precision,
       init_from=FLAGS.init_from, seed=FLAGS.seed, log_every=FLAGS.log_every,
       checkpoint_every=FLAGS.checkpoint_every,
       validate_every=FLAGS.validate_every,
