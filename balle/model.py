@@ -139,10 +139,7 @@ class FactorizedPriorModel(tf.keras.Model):
 
   def coding_copy(self):
     """A float32 copy with the current weights, frozen for coding."""
-    copy = FactorizedPriorModel(self.config)
-    copy.set_weights(self.get_weights())
-    copy.freeze_for_coding()
-    return copy
+    return self._frozen_copy(lambda weight: weight)
 
   def freeze_for_coding(self):
     """Builds the integer CDF tables from the trained prior (call once)."""
@@ -228,10 +225,15 @@ class FactorizedPriorModel(tf.keras.Model):
     nearest float16 value and coding tables built from the rounded prior.
     It codes slightly differently (measure it); `save` stores it in half the
     bytes."""
+    return self._frozen_copy(
+        lambda weight: tf.cast(tf.cast(weight, tf.float16), tf.float32))
+
+  def _frozen_copy(self, convert):
+    """A new float32 model with weights convert(w) of this one's, frozen."""
     copy = FactorizedPriorModel(self.config)
     weights = self._named_weights()
     for name, variable in copy._named_weights().items():
-      variable.assign(tf.cast(tf.cast(weights[name], tf.float16), tf.float32))
+      variable.assign(convert(weights[name]))
     copy.freeze_for_coding()
     return copy
 

@@ -53,16 +53,16 @@ class TrainConfig:
   max_steps: int = 100_000
   max_time_s: float = 0.0
   learning_rate: float = 1e-3
-  lr_warmup_steps: int = 0
+  lr_warmup_steps: int = 200
   lr_schedule: str = "steps"
-  lr_boundaries: tuple = ()
-  lr_values: tuple = ()
+  lr_boundaries: tuple = (0.8,)
+  lr_values: tuple = (1e-4,)
   plateau_window: int = 1000
   plateau_patience: int = 3
   plateau_min_improvement: float = 0.005
   plateau_min_lr: float = 1e-6
   clip_norm: float = 0.0
-  precision: str = "float32"
+  precision: str = "auto"
   init_from: str = ""
   seed: int = 0
   log_every: int = 100
@@ -82,10 +82,28 @@ class TrainConfig:
         raise ValueError("lr_boundaries must be increasing")
     if not self.final_dir:
       self.final_dir = os.path.join(self.model_dir, "final")
+    self.precision = resolve_precision(self.precision)
 
   def model_config(self):
     return ModelConfig(lmbda=self.lmbda, channels=self.channels,
                        num_filters=self.num_filters, gdn_form=self.gdn_form)
+
+
+def resolve_precision(precision):
+  """"auto" -> "mixed_bfloat16" on a CPU-only machine whose CPU has native
+  bfloat16 instructions (avx512_bf16 or amx_bf16 in /proc/cpuinfo), else
+  "float32". Other values pass through."""
+  if precision != "auto":
+    return precision
+  if tf.config.list_physical_devices("GPU"):
+    return "float32"
+  try:
+    with open("/proc/cpuinfo") as f:
+      flags = f.read()
+  except OSError:
+    return "float32"
+  return ("mixed_bfloat16" if " avx512_bf16" in flags or " amx_bf16" in flags
+          else "float32")
 
 
 class NonFiniteLossError(RuntimeError):

@@ -1,5 +1,8 @@
 """Training throughput (Mpix/s) of the project's train step vs. Model.fit.
 
+The project's step is timed twice: in float32 and with the transforms in
+mixed bfloat16 (`experiments.train --precision=mixed_bfloat16`).
+
   python benchmarks/train_throughput.py                 # N=128 and N=192
   python benchmarks/train_throughput.py --num_filters=128 --patchsize=128
   python benchmarks/train_throughput.py --profile       # time per component
@@ -65,12 +68,13 @@ def interleaved_median_s(steps):
   return {name: statistics.median(t) for name, t in times_s.items()}
 
 
-def project_step(num_filters, images):
+def project_step(num_filters, images, precision="float32"):
   """The trainer's tf.function step (balle/training.py) and its model."""
   from balle import training  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   trainer = training.Trainer(training.TrainConfig(
-      model_dir=tempfile.mkdtemp(), num_filters=num_filters))
+      model_dir=tempfile.mkdtemp(), num_filters=num_filters,
+      precision=precision))
   step = trainer.train_step
   if FLAGS.jit_compile:
     step = tf.function(trainer._train_step, jit_compile=True)  # pylint: disable=protected-access
@@ -174,28 +178,35 @@ def main(argv):
         f"jit_compile={FLAGS.jit_compile}", flush=True)
   for num_filters in (int(n) for n in FLAGS.num_filters):
     step, model = project_step(num_filters, images)
-    steps = {"project": step}
+    steps = {"project": step,
+             "project_bf16": project_step(num_filters, images,
+                                          "mixed_bfloat16")[0]}
     if FLAGS.reference:
       steps["fit"] = fit_step(num_filters, images)
       steps["stock_fit"] = fit_step(num_filters, images, stock_tfc=True)
     if FLAGS.profile:
       steps.update(profile_steps(model, images))
     median_s = interleaved_median_s(steps)
-    step_s = median_s["project"]
-    line = (f"N={num_filters}: project step {step_s:.3f} s = "
-            f"{mpix / step_s:.3f} Mpix/s")
+    for name, what in (("project", "project step, float32"),
+                       ("project_bf16", "project step, mixed bfloat16")):
+      step_s = median_s[name]
+      line = (f"N={num_filters}: {what} {step_s:.3f} s = "
+              f"{mpix / step_s:.3f} Mpix/s")
+      if FLAGS.reference:
+        line += (f" (x{median_s['stock_fit'] / step_s:.2f} the naive "
+                 f"reference, x{median_s['fit'] / step_s:.2f} Model.fit)")
+      print(line, flush=True)
     if FLAGS.reference:
-      reference_s = median_s["fit"]
-      stock_s = median_s["stock_fit"]
-      line += (f"; Model.fit {reference_s:.3f} s = {mpix / reference_s:.3f} "
-               f"Mpix/s (x{reference_s / step_s:.2f}); naive reference, "
-               f"stock tfc layers + Model.fit {stock_s:.3f} s = "
-               f"{mpix / stock_s:.3f} Mpix/s: speedup x{stock_s / step_s:.2f}")
-    print(line, flush=True)
+      for name, what in (("fit", "same model, plain Model.fit"),
+                         ("stock_fit", "naive reference, stock tfc layers + "
+                          "Model.fit")):
+        print(f"N={num_filters}: {what} {median_s[name]:.3f} s = "
+              f"{mpix / median_s[name]:.3f} Mpix/s", flush=True)
     if FLAGS.profile:
       print(f"N={num_filters}: forward+backward g_a+g_s (with noise, MSE) "
             f"{median_s['transforms']:.3f} s, entropy model (bits) "
-            f"{median_s['entropy_model']:.3f} s, whole step {step_s:.3f} s",
+            f"{median_s['entropy_model']:.3f} s, whole float32 step "
+            f"{median_s['project']:.3f} s",
             flush=True)
 
 

@@ -149,3 +149,17 @@ def test_half_precision_copy_saves_compactly(tiny_model, tmp_path):
   assert data == codec.compress_image(copy, image)
   np.testing.assert_array_equal(codec.decompress_image(data, loaded),
                                 codec.decompress_image(data, copy))
+
+
+def test_mixed_precision_model_codes_only_through_a_float32_copy():
+  exact = FactorizedPriorModel(num_filters=8)
+  mixed = FactorizedPriorModel(exact.config, precision="mixed_bfloat16")
+  mixed.set_weights(exact.get_weights())
+  with pytest.raises(ValueError, match="float32"):
+    mixed.freeze_for_coding()
+  copy = mixed.coding_copy()
+  exact.freeze_for_coding()
+  assert copy.precision == "float32" and copy.model_id == exact.model_id
+  image = smooth_image(40, 56)
+  assert codec.compress_image(copy, image) == codec.compress_image(
+      exact, image)

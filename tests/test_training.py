@@ -33,7 +33,8 @@ def image_dir(tmp_path_factory):
 def _config(model_dir, image_dir, **overrides):
   settings = dict(model_dir=str(model_dir), train_glob=(image_dir,),
                   num_filters=8, patchsize=32, batchsize=2, max_steps=10,
-                  learning_rate=1e-2, log_every=5, checkpoint_every=4,
+                  learning_rate=1e-2, lr_warmup_steps=0, lr_boundaries=(),
+                  lr_values=(), log_every=5, checkpoint_every=4,
                   validate_every=0, num_validation=1)
   settings.update(overrides)
   return training.TrainConfig(**settings)
@@ -123,7 +124,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path,
 def test_plateau_divides_the_rate_by_ten(tmp_path):
   config = training.TrainConfig(
       model_dir=str(tmp_path), lr_schedule="plateau", learning_rate=1e-3,
-      plateau_window=2, plateau_patience=2, plateau_min_lr=1e-5)
+      lr_warmup_steps=0, plateau_window=2, plateau_patience=2, plateau_min_lr=1e-5)
   schedule = training.LearningRate(config)
   rates, keep_going, step = [], True, 0
   while keep_going:
@@ -138,8 +139,8 @@ def test_plateau_divides_the_rate_by_ten(tmp_path):
 
 def test_step_schedule(tmp_path):
   config = training.TrainConfig(
-      model_dir=str(tmp_path), learning_rate=1e-3, lr_boundaries=(5, 8),
-      lr_values=(1e-4, 1e-5))
+      model_dir=str(tmp_path), learning_rate=1e-3, lr_warmup_steps=0,
+      lr_boundaries=(5, 8), lr_values=(1e-4, 1e-5))
   schedule = training.LearningRate(config)
   rates = []
   for step in range(1, 10):
@@ -190,3 +191,26 @@ def test_finalize_only_freezes_an_unfinished_run(tmp_path, image_dir):
   recipe = training.finalize_only(config)
   assert recipe["steps"] == 3
   FactorizedPriorModel.load(config.final_dir)
+
+
+def test_mixed_bfloat16_training_saves_a_float32_model(tmp_path, image_dir):
+  config = _config(tmp_path, image_dir, max_steps=6,
+                   precision="mixed_bfloat16")
+  trainer = training.train(config)
+  assert trainer.model.analysis.layers[0].compute_dtype == "bfloat16"
+  final = FactorizedPriorModel.load(config.final_dir)
+  assert final.precision == "float32"
+  for saved, trained in zip(final.analysis.variables,
+                            trainer.model.analysis.variables):
+    np.testing.assert_allclose(saved.numpy(), trained.numpy())
+  image = _smooth_image(32, 48, 3)
+  string, latent_shape = final.compress(image)
+  assert final.decompress(string, latent_shape, image.shape[:2],
+                          3).shape == image.shape
+
+
+def test_precision_auto_resolves_and_explicit_values_pass_through(tmp_path):
+  assert training.resolve_precision("float32") == "float32"
+  assert training.resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
+  config = training.TrainConfig(model_dir=str(tmp_path))
+  assert config.precision in ("float32", "mixed_bfloat16")

@@ -88,3 +88,34 @@ def test_convolutions_use_the_matmul_kernel():
              for conv in analysis.layers[0::2])
   assert [v.name for v in analysis.layers[0].trainable_variables] == [
       "conv_0/bias:0", "conv_0/kernel_imag:0", "conv_0/kernel_real:0"]
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (17, 33), (48, 32)])
+def test_mixed_bfloat16_transforms_match_float32(height, width):
+  """Same weights, bfloat16 arithmetic with VALID+crop transposed convs:
+  same shapes, outputs within bfloat16 rounding of the float32 ones."""
+  exact = (transforms.AnalysisTransform(8), transforms.SynthesisTransform(8, 3))
+  mixed = (transforms.AnalysisTransform(8, precision="mixed_bfloat16"),
+           transforms.SynthesisTransform(8, 3, precision="mixed_bfloat16"))
+  x = tf.random.stateless_uniform([2, height, width, 3], (3, 4))
+  for f32, bf16 in zip(exact, mixed):
+    f32(x if f32 is exact[0] else tf.zeros([1, 2, 2, 8]))
+    bf16(x if bf16 is mixed[0] else tf.zeros([1, 2, 2, 8]))
+    bf16.set_weights(f32.get_weights())
+    assert all(v.dtype == tf.float32 for v in bf16.variables)
+  latents = exact[0](x)
+  mixed_latents = tf.cast(mixed[0](x), tf.float32)
+  assert mixed[0].layers[0].compute_dtype == "bfloat16"
+  assert not mixed[1].layers[0].use_explicit
+  np.testing.assert_allclose(mixed_latents, latents, rtol=0.05,
+                             atol=0.02 * float(tf.reduce_max(tf.abs(latents))))
+  images = exact[1](latents)
+  mixed_images = tf.cast(mixed[1](latents), tf.float32)
+  assert mixed_images.shape == images.shape
+  np.testing.assert_allclose(mixed_images, images, rtol=0.05,
+                             atol=0.02 * float(tf.reduce_max(tf.abs(images))))
+
+
+def test_unknown_precision_is_refused():
+  with pytest.raises(ValueError, match="unknown precision"):
+    transforms.AnalysisTransform(8, precision="float16")
