@@ -206,14 +206,14 @@ class LearningRate:
     return True
 
 
-def validate(model, images):
-  """Real coding of `images` with the current weights: (bpp, PSNR dB).
+def validate(coder, images):
+  """Real coding of `images` by a frozen model: (bpp, PSNR dB).
 
-  A copy of the model is frozen (integer CDF tables from the current prior),
-  each image is compressed and decompressed, and bpp is the byte length of
-  the code times 8 over the pixel count. Both are averaged over the images.
+  `coder` is the training model's `coding_copy()` (integer CDF tables from
+  the current prior). Each image is compressed and decompressed, and bpp is
+  the byte length of the code times 8 over the pixel count. Both are
+  averaged over the images.
   """
-  coder = model.coding_copy()
   bpps, psnrs = [], []
   for image in images:
     string, latent_shape = coder.compress(image)
@@ -417,7 +417,7 @@ def _run_loop(trainer, sampler, validation, on_step):
 
 def _log_validation(model, images, writer, step):
   start = time.perf_counter()
-  bpp, psnr_db = validate(model, images)
+  bpp, psnr_db = validate(model.coding_copy(), images)
   logging.info("validation step %d: %.4f bpp  %.2f dB PSNR (real coding, "
                "%d images, %.1f s)", step, bpp, psnr_db, len(images),
                time.perf_counter() - start)
@@ -432,6 +432,7 @@ def finalize(trainer):
   config, model = trainer.config, trainer.model
   if not _all_finite(model.variables):
     raise NonFiniteLossError("weights are not finite; not finalizing")
+  model = model.coding_copy()
   validation_bpp = validation_psnr_db = None
   if config.num_validation:
     files = data.expand_patterns(config.train_glob)
@@ -441,7 +442,6 @@ def finalize(trainer):
     validation_bpp, validation_psnr_db = validate(model, images)
     logging.info("final validation: %.4f bpp  %.2f dB PSNR",
                  validation_bpp, validation_psnr_db)
-  model = model.coding_copy()
   model.save(config.final_dir, overwrite=True)
   recipe = {
       "flags": dataclasses.asdict(config),
