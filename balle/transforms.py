@@ -54,14 +54,47 @@ def generalized_divisive_normalization(form, inverse, name,
 
   The inverse form multiplies instead of dividing (IGDN, used in g_s).
   """
-  if form == "paper":
-    alpha, epsilon = 2, 0.5
-  elif form == "simplified":
-    alpha, epsilon = 1, 1
-  else:
+  if form not in GDN_FORMS:
     raise ValueError(f"unknown GDN form {form!r}; expected one of {GDN_FORMS}")
-  return tfc.GDN(inverse=inverse, alpha_parameter=alpha,
-                 epsilon_parameter=epsilon, name=name, dtype=precision)
+  return GDN(form, inverse=inverse, name=name, dtype=precision)
+
+
+class GDN(tfc.GDN):
+  """tfc.GDN with its form fixed in Python: the same variables and formula,
+  traced to plain Square/Abs, Sqrt and Mul ops.
+
+  tfc.GDN.call picks those ops by testing its alpha and epsilon, which are
+  tensors. Inside a tf.function that test is left to AutoGraph, which turns it
+  into conditionals, or, in a process started by absl's `app.run` (as
+  experiments/train.py and tfc's models/bls2017.py are), into generic `Pow`
+  ops (x ** 2, pool ** 0.5, and pow/log in the gradient): 3-5x slower GDN
+  layers and a 1.5x slower training step here (benchmarks/README.md).
+  """
+
+  def __init__(self, form="paper", **kwargs):
+    alpha, epsilon = (2, 0.5) if form == "paper" else (1, 1)
+    for fixed in ("alpha_parameter", "epsilon_parameter"):  # from get_config
+      kwargs.pop(fixed, None)
+    super().__init__(alpha_parameter=alpha, epsilon_parameter=epsilon,
+                     **kwargs)
+    self.form = form
+
+  def get_config(self):
+    return dict(super().get_config(), form=self.form)
+
+  def call(self, inputs):
+    if self.form == "paper":
+      pool = tf.math.square(inputs)
+    else:
+      pool = tf.math.abs(inputs)
+    gamma = self.gamma
+    pool = tf.nn.bias_add(
+        tf.nn.conv2d(pool, tf.reshape(gamma, (1, 1) + tuple(gamma.shape)), 1,
+                     "VALID"), self.beta)
+    if self.form == "paper":
+      return inputs * (tf.math.sqrt(pool) if self.inverse else
+                       tf.math.rsqrt(pool))
+    return inputs * pool if self.inverse else inputs / pool
 
 
 def _check_precision(precision):
@@ -122,8 +155,64 @@ class MatmulRDFTParameter(tfc.RDFTParameter):
     return kernel if compute_dtype is None else tf.cast(kernel, compute_dtype)
 
 
+def _phase_taps(kernel_size, stride, upsample):
+  """Index table of a strided "same" convolution in phase (sub-pixel) form.
+
+  With image-side position u = stride * m + r (block m, phase r), tfc's
+  "same_zeros" layers compute
+      down (corr=True, c = k // 2):   y[m] = sum_u x[u] w[u - stride m + c]
+      up   (corr=False, c = k // 2):  y[u] = sum_m x[m] w[u - stride m + c]
+  so both only couple block m with blocks m + q, q in [-taps, taps], through
+  w[stride q + r + c] (down) or w[r + c - stride q] (up). Returns `taps` and
+  an int array [2 taps + 1, stride] of kernel indices (k: a zero tap).
+  """
+  c = kernel_size // 2
+  q = np.arange(-stride, stride + 1)[:, None]
+  r = np.arange(stride)[None, :]
+  index = stride * q + r + c if not upsample else r + c - stride * q
+  used = np.any((index >= 0) & (index < kernel_size), axis=1)
+  taps = int(np.max(np.abs(q[used, 0])))
+  index = index[stride - taps:stride + taps + 1]
+  index = np.where((index >= 0) & (index < kernel_size), index, kernel_size)
+  return taps, index
+
+
 class SignalConv2D(tfc.SignalConv2D):
-  """tfc.SignalConv2D whose RDFT kernel uses `MatmulRDFTParameter`."""
+  """tfc.SignalConv2D whose RDFT kernel uses `MatmulRDFTParameter`.
+
+  With `phase_decomposition=True` a strided "same_zeros" layer is computed as
+  a stride-1 convolution between the low-resolution side and the image side
+  folded into stride² phase channels (space_to_depth / depth_to_space). It is
+  the same linear map with the same variables (outputs agree to float
+  rounding, tests/test_transforms.py), and much faster where the image side
+  has few channels: a 9x9 stride-4 convolution on 3 channels becomes a 3x3
+  one on 48 (benchmarks/README.md).
+  """
+
+  def __init__(self, *args, phase_decomposition=False, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.phase_decomposition = phase_decomposition
+    if not phase_decomposition:
+      return
+    strides = self.strides_up if not self.corr else self.strides_down
+    other = self.strides_down if not self.corr else self.strides_up
+    if not (len(self.kernel_support) == 2 and self.padding == "same_zeros" and
+            self.data_format == "channels_last" and not self.channel_separable
+            and self.extra_pad_end and strides[0] == strides[1] > 1 and
+            other == (1, 1) and self.kernel_support[0] == self.kernel_support[1]
+            and self.kernel_support[0] % 2 == 1):
+      raise ValueError(
+          "phase_decomposition needs a 2-D channels_last same_zeros layer with "
+          "a square odd kernel and equal strides > 1 down (corr=True) or up "
+          "(corr=False)")
+    self._stride = strides[0]
+    self._taps, index = _phase_taps(self.kernel_support[0], self._stride,
+                                    upsample=not self.corr)
+    self._phase_index = tf.constant(index.reshape(-1), tf.int32)
+
+  def get_config(self):
+    return dict(super().get_config(),
+                phase_decomposition=self.phase_decomposition)
 
   def build(self, input_shape):
     if isinstance(self.kernel_parameter, str) and self.kernel_parameter == "rdft":
@@ -132,6 +221,42 @@ class SignalConv2D(tfc.SignalConv2D):
           self.kernel_initializer(shape=shape, dtype=self.variable_dtype),
           name="kernel")
     super().build(input_shape)
+
+  def _phase_kernel(self):
+    """[2t+1, 2t+1, C', C''] kernel of the phase form (C' or C'' is s² C)."""
+    s, width = self._stride, 2 * self._taps + 1
+    kernel = self.kernel
+    kernel = tf.pad(kernel, [[0, 1], [0, 1], [0, 0], [0, 0]])  # zero tap
+    kernel = tf.gather(kernel, self._phase_index, axis=0)
+    kernel = tf.gather(kernel, self._phase_index, axis=1)
+    c_in, c_out = kernel.shape[2], kernel.shape[3]
+    kernel = tf.reshape(kernel, (width, s, width, s, c_in, c_out))
+    if self.corr:  # phases join the input channels: [q_y, q_x, (r_y, r_x, C)]
+      kernel = tf.transpose(kernel, (0, 2, 1, 3, 4, 5))
+      return tf.reshape(kernel, (width, width, s * s * c_in, c_out))
+    kernel = tf.transpose(kernel, (0, 2, 4, 1, 3, 5))  # ... and the outputs
+    return tf.reshape(kernel, (width, width, c_in, s * s * c_out))
+
+  def call(self, inputs):
+    if not self.phase_decomposition:
+      return super().call(inputs)
+    s = self._stride
+    kernel = self._phase_kernel()
+    if self.corr:
+      # Zeros to a multiple of the stride: "same_zeros" gives ceil(H / s).
+      shape = tf.shape(inputs)
+      inputs = tf.pad(inputs, [[0, 0], [0, (-shape[1]) % s],
+                               [0, (-shape[2]) % s], [0, 0]])
+      outputs = tf.nn.conv2d(tf.nn.space_to_depth(inputs, s), kernel, 1,
+                             "SAME")
+    else:
+      outputs = tf.nn.depth_to_space(tf.nn.conv2d(inputs, kernel, 1, "SAME"),
+                                     s)
+    if self.use_bias:
+      outputs = tf.nn.bias_add(outputs, self.bias)
+    if self.activation is not None:
+      outputs = self.activation(outputs)
+    return outputs
 
 
 class AnalysisTransform(tf.keras.Sequential):
@@ -143,7 +268,8 @@ class AnalysisTransform(tf.keras.Sequential):
     stages = [(9, 4), (5, 2), (5, 2)]
     for i, (kernel, stride) in enumerate(stages):
       self.add(_signal_conv(precision, num_filters, kernel, f"conv_{i}",
-                            corr=True, strides_down=stride))
+                            corr=True, strides_down=stride,
+                            phase_decomposition=i == 0))
       if i < len(stages) - 1:
         self.add(generalized_divisive_normalization(
             gdn_form, inverse=False, name=f"gdn_{i}", precision=precision))
@@ -158,7 +284,8 @@ class SynthesisTransform(tf.keras.Sequential):
     stages = [(num_filters, 5, 2), (num_filters, 5, 2), (channels, 9, 4)]
     for i, (filters, kernel, stride) in enumerate(stages):
       self.add(_signal_conv(precision, filters, kernel, f"deconv_{i}",
-                            corr=False, strides_up=stride))
+                            corr=False, strides_up=stride,
+                            phase_decomposition=i == len(stages) - 1))
       if i < len(stages) - 1:
         self.add(generalized_divisive_normalization(
             gdn_form, inverse=True, name=f"igdn_{i}", precision=precision))

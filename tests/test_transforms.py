@@ -119,3 +119,95 @@ def test_mixed_bfloat16_transforms_match_float32(height, width):
 def test_unknown_precision_is_refused():
   with pytest.raises(ValueError, match="unknown precision"):
     transforms.AnalysisTransform(8, precision="float16")
+
+
+@pytest.mark.parametrize("kernel,stride,corr,channels,height,width", [
+    (9, 4, True, (3, 8), 32, 35),    # g_a's first stage, width not / 4
+    (9, 4, False, (8, 3), 8, 11),    # g_s's last stage
+    (5, 2, True, (4, 4), 9, 16),
+    (5, 2, False, (4, 4), 5, 7),
+    (7, 3, False, (3, 4), 4, 6),
+    (3, 2, True, (2, 5), 7, 3),
+])
+def test_phase_decomposition_matches_tfc(kernel, stride, corr, channels,
+                                         height, width):
+  """Same variables, same outputs and gradients as tfc's strided layer."""
+  import tensorflow_compression as tfc  # pylint: disable=import-outside-toplevel
+  strides = dict(strides_down=stride) if corr else dict(strides_up=stride)
+  args = (channels[1], (kernel, kernel))
+  kwargs = dict(corr=corr, padding="same_zeros", use_bias=True, **strides)
+  reference = tfc.SignalConv2D(*args, **kwargs)
+  phase = transforms.SignalConv2D(*args, phase_decomposition=True, **kwargs)
+  rng = np.random.default_rng(kernel + stride)
+  x = tf.constant(rng.normal(size=(2, height, width, channels[0])),
+                  tf.float32)
+  reference(x), phase(x)
+  for ours, theirs in zip(phase.weights, reference.weights):
+    theirs.assign(theirs + rng.normal(size=theirs.shape) * 0.3)
+    ours.assign(theirs)
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(x)
+    expected, actual = reference(x), phase(x)
+    weights = tf.constant(rng.normal(size=expected.shape), tf.float32)
+    loss_expected = tf.reduce_sum(expected * weights)
+    loss_actual = tf.reduce_sum(actual * weights)
+  assert actual.shape == expected.shape
+  scale = float(tf.reduce_max(tf.abs(expected)))
+  np.testing.assert_allclose(actual, expected, atol=1e-5 * scale)
+  for ours, theirs in zip(tape.gradient(loss_actual, [x] + phase.weights),
+                          tape.gradient(loss_expected,
+                                        [x] + reference.weights)):
+    np.testing.assert_allclose(ours, theirs, atol=1e-5 * float(
+        tf.reduce_max(tf.abs(theirs))))
+
+
+def test_image_side_stages_use_the_phase_form():
+  analysis = transforms.AnalysisTransform(8)
+  synthesis = transforms.SynthesisTransform(8, 3)
+  assert [c.phase_decomposition for c in analysis.layers[0::2]] == [
+      True, False, False]
+  assert [c.phase_decomposition for c in synthesis.layers[0::2]] == [
+      False, False, True]
+
+
+def test_phase_decomposition_refuses_unsupported_layers():
+  with pytest.raises(ValueError, match="phase_decomposition"):
+    transforms.SignalConv2D(4, (4, 4), corr=True, strides_down=2,
+                            padding="same_zeros", phase_decomposition=True)
+  with pytest.raises(ValueError, match="phase_decomposition"):
+    transforms.SignalConv2D(4, (5, 5), corr=True, padding="same_zeros",
+                            phase_decomposition=True)
+
+
+@pytest.mark.parametrize("form", ["paper", "simplified"])
+def test_gdn_traces_to_plain_ops(form):
+  """No conditionals and no generic Pow in the graph (tfc.GDN.call traces to
+  one or the other, depending on how the process was started)."""
+  layer = transforms.generalized_divisive_normalization(form, False, "g")
+  x = tf.zeros((1, 4, 4, 8))
+  layer(x)
+  graph = tf.function(layer).get_concrete_function(x).graph
+  types = {op.type for op in graph.get_operations()}
+  assert not types & {"Pow", "If", "StatelessIf"}, types
+  assert ("Square" if form == "paper" else "Abs") in types
+
+
+def test_gdn_gradients_match_tfc():
+  import tensorflow_compression as tfc  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(2)
+  x = tf.constant(rng.normal(size=(2, 5, 5, 6)), tf.float32)
+  for inverse in (False, True):
+    ours = transforms.generalized_divisive_normalization("paper", inverse, "g")
+    theirs = tfc.GDN(inverse=inverse, alpha_parameter=2, epsilon_parameter=.5)
+    ours(x), theirs(x)
+    for a, b in zip(ours.weights, theirs.weights):
+      b.assign(b + rng.uniform(0, 0.1, b.shape))
+      a.assign(b)
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(x)
+      y_ours, y_theirs = ours(x), theirs(x)
+    np.testing.assert_allclose(y_ours, y_theirs, rtol=1e-5, atol=1e-6)
+    for g_ours, g_theirs in zip(
+        tape.gradient(y_ours, [x] + ours.trainable_weights),
+        tape.gradient(y_theirs, [x] + theirs.trainable_weights)):
+      np.testing.assert_allclose(g_ours, g_theirs, rtol=1e-4, atol=1e-5)
