@@ -62,6 +62,8 @@ class TrainConfig:
   plateau_min_improvement: float = 0.005
   plateau_min_lr: float = 1e-6
   clip_norm: float = 0.0
+  divergence_factor: float = 10.0
+  max_rollbacks: int = 3
   precision: str = "auto"
   init_from: str = ""
   seed: int = 0
@@ -110,6 +112,51 @@ class NonFiniteLossError(RuntimeError):
   """The loss or a gradient became NaN or infinite."""
 
 
+class DivergedError(RuntimeError):
+  """The loss blew up again after --max_rollbacks rollbacks."""
+
+
+class _Diverged(Exception):
+  """Raised in the loop when DivergenceGuard fires; train() rolls back."""
+
+  def __init__(self, step, loss, baseline):
+    super().__init__(step, loss, baseline)
+    self.step, self.loss, self.baseline = step, loss, baseline
+
+
+class DivergenceGuard:
+  """Detects a loss that blew up without becoming NaN.
+
+  At a high learning rate the expansive IGDN of g_s can run away: the loss
+  jumps by orders of magnitude (here from 2.4 to 3e4 within 500 steps at
+  step ~7.2k of a 1e-3 run) and does not come back. A step is suspect when
+  its loss exceeds `factor` times an exponential moving average of the
+  losses of non-suspect steps; `patience` suspect steps in a row mean the
+  run diverged. factor <= 0 disables the guard.
+  """
+
+  def __init__(self, factor, patience=20, decay=0.98):
+    self.factor, self.patience, self.decay = factor, patience, decay
+    self.average = None
+    self.suspect_steps = 0
+
+  @property
+  def suspect(self):
+    return self.suspect_steps > 0
+
+  def diverged(self, loss):
+    """Accounts one step's loss; True once the run has diverged."""
+    if self.factor <= 0:
+      return False
+    if self.average is not None and loss > self.factor * self.average:
+      self.suspect_steps += 1
+      return self.suspect_steps >= self.patience
+    self.suspect_steps = 0
+    self.average = loss if self.average is None else (
+        self.decay * self.average + (1 - self.decay) * loss)
+    return False
+
+
 class _Stop(Exception):
   """Raised by the SIGTERM handler to leave the loop through `finally`."""
 
@@ -133,20 +180,23 @@ class LearningRate:
            would fall below `plateau_min_lr`.
   Step s (from 1) is scaled by min(1, s / lr_warmup_steps), a linear warm-up:
   full-size first Adam steps (1e-3) made the output of the expansive IGDN
-  blow up within 20 steps here.
+  blow up within 20 steps here. Each rollback after divergence multiplies
+  the rate by `scale`, 1/10 per rollback (kept in checkpoints).
   """
 
   def __init__(self, config):
     self.config = config
     self.value = tf.Variable(config.learning_rate, dtype=tf.float32,
                              trainable=False, name="learning_rate")
+    # Product of the 1/10 factors of rollbacks after divergence.
+    self.scale = tf.Variable(1.0, dtype=tf.float32, trainable=False)
     self.best_loss = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
     self.bad_windows = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.window_sum = tf.Variable(0., dtype=tf.float64, trainable=False)
     self.window_count = tf.Variable(0, dtype=tf.int64, trainable=False)
 
   def variables(self):
-    return dict(value=self.value, best_loss=self.best_loss,
+    return dict(value=self.value, scale=self.scale, best_loss=self.best_loss,
                 bad_windows=self.bad_windows, window_sum=self.window_sum,
                 window_count=self.window_count)
 
@@ -169,9 +219,9 @@ class LearningRate:
       for boundary, value in zip(c.lr_boundaries, c.lr_values):
         if (step - 1 >= boundary) if boundary >= 1 else (progress >= boundary):
           lr = value
-      self.value.assign(lr * self._warmup(step))
+      self.value.assign(lr * self._warmup(step) * self.scale)
     elif step <= c.lr_warmup_steps:
-      self.value.assign(c.learning_rate * self._warmup(step))
+      self.value.assign(c.learning_rate * self._warmup(step) * self.scale)
 
   def _warmup(self, step):
     if self.config.lr_warmup_steps <= 0:
@@ -293,6 +343,26 @@ class Trainer:
       self.step.assign_add(1)
     return bpp, mse_255, loss, finite
 
+  def roll_back(self, diverged, rollbacks):
+    """Restores the last checkpoint and divides the learning rate by 10."""
+    c = self.config
+    where = (f"the loss blew up at step {diverged.step} ({diverged.loss:.4g} "
+             f"against a recent average of {diverged.baseline:.4g})")
+    if rollbacks > c.max_rollbacks or not self.manager.latest_checkpoint:
+      why = (f"{c.max_rollbacks} rollbacks did not help"
+             if self.manager.latest_checkpoint else "no checkpoint yet")
+      raise DivergedError(
+          f"{where}; {why}. Lower --learning_rate (or set --clip_norm) and "
+          f"rerun; the last checkpoint is {self.manager.latest_checkpoint}.")
+    scale = float(self.learning_rate.scale) / 10
+    self.checkpoint.restore(self.manager.latest_checkpoint).assert_consumed()
+    self.learning_rate.scale.assign(scale)
+    self.learning_rate.value.assign(self.learning_rate.value / 10)
+    logging.warning("%s: rolled back to %s (step %d), learning rate x%g "
+                    "from now on (rollback %d of at most %d)", where,
+                    self.manager.latest_checkpoint, int(self.step), scale,
+                    rollbacks, c.max_rollbacks)
+
   def save_checkpoint(self):
     """Writes a checkpoint unless the weights are not finite; returns path."""
     if not _all_finite(self.model.variables + self.optimizer.variables):
@@ -319,7 +389,14 @@ def train(config, on_step=None):
         config.num_validation, seed=(config.seed, int(step)),
         channels=config.channels)
     try:
-      _run_loop(trainer, sampler, validation, on_step)
+      rollbacks = 0
+      while True:
+        try:
+          _run_loop(trainer, sampler, validation, on_step)
+          break
+        except _Diverged as diverged:
+          rollbacks += 1
+          trainer.roll_back(diverged, rollbacks)
     except _Stop:
       logging.info("stopped by SIGTERM; rerun the same command to resume")
       return trainer
@@ -343,6 +420,7 @@ def _run_loop(trainer, sampler, validation, on_step):
   if int(step) == 0:
     trainer.learning_rate.start(1)
   trainer.optimizer.learning_rate.assign(trainer.learning_rate.value)
+  guard = DivergenceGuard(config.divergence_factor)
   failed = False
   try:
     for images in sampler.dataset():
@@ -358,6 +436,9 @@ def _run_loop(trainer, sampler, validation, on_step):
             f"is {trainer.manager.latest_checkpoint}. Lower --learning_rate "
             f"or set --clip_norm and rerun to resume from it.")
       current = int(step)
+      if guard.diverged(float(loss)):
+        failed = True  # No checkpoint of the blown-up weights.
+        raise _Diverged(current, float(loss), guard.average)
       totals += (float(bpp), float(mse_255), float(loss))
       window_steps += 1
       trainer.elapsed_s.assign(
@@ -393,7 +474,7 @@ def _run_loop(trainer, sampler, validation, on_step):
           tf.summary.scalar("train/steps_per_s", steps_per_s)
         totals[:] = 0
         window_steps, window_start = 0, time.perf_counter()
-      if current % config.checkpoint_every == 0:
+      if current % config.checkpoint_every == 0 and not guard.suspect:
         trainer.save_checkpoint()
       if (validation and config.validate_every and
           current % config.validate_every == 0):
@@ -408,8 +489,9 @@ def _run_loop(trainer, sampler, validation, on_step):
     raise
   finally:
     signal.signal(signal.SIGTERM, previous_handler)
-    if not failed and trainer.manager.latest_checkpoint != os.path.join(
-        trainer.manager.directory, f"ckpt-{int(step)}"):
+    if (not failed and not guard.suspect and
+        trainer.manager.latest_checkpoint != os.path.join(
+            trainer.manager.directory, f"ckpt-{int(step)}")):
       path = trainer.save_checkpoint()
       logging.info("checkpoint %s", path)
     writer.flush()

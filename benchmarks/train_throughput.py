@@ -3,6 +3,7 @@
   python benchmarks/train_throughput.py --train_glob=TRAIN_DIR \
       [--bls2017=PATH/TO/tensorflow_compression/models/bls2017.py]
   python benchmarks/train_throughput.py --profile       # time per component
+  python benchmarks/train_throughput.py --ablations     # what each change buys
   python benchmarks/train_throughput.py --num_filters=128 --noend_to_end
 
 Two parts, each timing its candidates interleaved in one process:
@@ -58,9 +59,20 @@ flags.DEFINE_integer("e2e_blocks", 2, "Blocks per candidate, alternated.")
 flags.DEFINE_integer("e2e_warmup", 12, "Untimed steps at each block start: "
                      "more than the batches a pipeline buffers while idle.")
 flags.DEFINE_integer("e2e_steps", 10, "Timed steps per block.")
+flags.DEFINE_bool("ablations", False, "Also time the mixed bfloat16 step "
+                  "with tfc's GDN, and without the phase-form convolutions.")
 flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0: TF).")
 flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0: TF).")
 FLAGS = flags.FLAGS
+
+
+_ABLATIONS = {
+    "bf16_tfc_gdn": ("with tfc.GDN instead of balle.transforms.GDN",
+                     dict(convolutions=False, gdn=True)),
+    "bf16_no_phase": ("without the phase form of the image-side "
+                      "convolutions", dict(convolutions=False, gdn=False,
+                                           phase_decomposition=True)),
+}
 
 
 def _sync(result):
@@ -103,19 +115,27 @@ def project_step(num_filters, images, precision="float32"):
 
 
 @contextlib.contextmanager
-def stock_tfc_layers():
-  """Builds models with tfc's own SignalConv2D (kernels from batched FFTs)
-  and GDN (see balle.transforms.GDN), as tfc's models/bls2017.py does,
-  instead of balle's matmul-RDFT and fixed-form subclasses."""
+def stock_tfc_layers(convolutions=True, gdn=True, phase_decomposition=False):
+  """Builds models with tfc's own SignalConv2D (kernels from batched FFTs,
+  strided convolutions as such) and GDN (see balle.transforms.GDN), as tfc's
+  models/bls2017.py does, instead of balle's subclasses; or, for ablations,
+  with only some of them swapped (`phase_decomposition=True` keeps balle's
+  convolutions but not their phase form)."""
   import tensorflow_compression as tfc  # pylint: disable=g-import-not-at-top
   from balle import transforms  # pylint: disable=g-import-not-at-top
   project_layers = transforms.SignalConv2D, transforms.GDN
-  transforms.SignalConv2D = (
-      lambda *args, phase_decomposition=False, **kwargs:
-      tfc.SignalConv2D(*args, **kwargs))
-  transforms.GDN = lambda form, **kwargs: tfc.GDN(
-      alpha_parameter=2 if form == "paper" else 1,
-      epsilon_parameter=0.5 if form == "paper" else 1, **kwargs)
+  if convolutions:
+    transforms.SignalConv2D = (
+        lambda *args, phase_decomposition=False, **kwargs:
+        tfc.SignalConv2D(*args, **kwargs))
+  elif phase_decomposition:
+    transforms.SignalConv2D = (
+        lambda *args, phase_decomposition=False, **kwargs:
+        project_layers[0](*args, **kwargs))
+  if gdn:
+    transforms.GDN = lambda form, **kwargs: tfc.GDN(
+        alpha_parameter=2 if form == "paper" else 1,
+        epsilon_parameter=0.5 if form == "paper" else 1, **kwargs)
   try:
     yield
   finally:
@@ -376,6 +396,10 @@ def main(argv):
       steps["stock_fit"] = fit_step(num_filters, batches, stock_tfc=True)
     if FLAGS.profile:
       steps.update(profile_steps(model, images))
+    if FLAGS.ablations:
+      for name, swap in _ABLATIONS.items():
+        with stock_tfc_layers(**swap[1]):
+          steps[name] = project_step(num_filters, images, "mixed_bfloat16")[0]
     median_s = interleaved_median_s(steps)
     for name, what in (("project", "project step, float32"),
                        ("project_bf16", "project step, mixed bfloat16")):
@@ -392,6 +416,12 @@ def main(argv):
                           "Model.fit")):
         print(f"N={num_filters}: {what} {median_s[name]:.3f} s = "
               f"{mpix / median_s[name]:.3f} Mpix/s", flush=True)
+    if FLAGS.ablations:
+      for name, (what, _) in _ABLATIONS.items():
+        print(f"N={num_filters}: mixed bfloat16 step {what}: "
+              f"{median_s[name]:.3f} s = x"
+              f"{median_s[name] / median_s['project_bf16']:.2f} the "
+              f"project's step time", flush=True)
     if FLAGS.profile:
       print(f"N={num_filters}: forward+backward g_a+g_s (with noise, MSE) "
             f"{median_s['transforms']:.3f} s, entropy model (bits) "

@@ -55,6 +55,12 @@ flags.DEFINE_float("plateau_min_lr", 1e-6, "Stop when the rate would fall "
                    "below this.")
 flags.DEFINE_float("clip_norm", 0.0, "Clip gradients to this global norm "
                    "(0: no clipping).")
+flags.DEFINE_float("divergence_factor", 10.0, "A loss above this many times "
+                   "its recent average for 20 steps in a row counts as a "
+                   "blow-up: the run rolls back to its last checkpoint and "
+                   "divides the learning rate by 10 (0: off).")
+flags.DEFINE_integer("max_rollbacks", 3, "Rollbacks before a blow-up stops "
+                     "the run with an error.")
 flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
                   "Arithmetic of the transforms while training; auto: "
                   "mixed_bfloat16 on CPUs with avx512_bf16/amx_bf16, else "
@@ -96,6 +102,8 @@ def main(argv):
       plateau_patience=FLAGS.plateau_patience,
       plateau_min_improvement=FLAGS.plateau_min_improvement,
       plateau_min_lr=FLAGS.plateau_min_lr, clip_norm=FLAGS.clip_norm,
+      divergence_factor=FLAGS.divergence_factor,
+      max_rollbacks=FLAGS.max_rollbacks,
       precision=FLAGS.precision,
       init_from=FLAGS.init_from, seed=FLAGS.seed, log_every=FLAGS.log_every,
       checkpoint_every=FLAGS.checkpoint_every,

@@ -121,6 +121,48 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path,
   assert not os.path.exists(config.final_dir)
 
 
+def test_divergence_guard_needs_a_sustained_jump():
+  guard = training.DivergenceGuard(factor=10, patience=3, decay=0.5)
+  assert not any(guard.diverged(loss) for loss in [50, 20, 8, 5, 4, 30, 4])
+  assert [guard.diverged(400) for _ in range(3)] == [False, False, True]
+  assert guard.suspect
+  assert not training.DivergenceGuard(factor=0).diverged(1e9)
+
+
+def _blow_up(trainer):
+  """Scales g_s's last convolution: a huge but finite loss."""
+  for variable in trainer.model.synthesis.layers[-1].trainable_variables:
+    variable.assign(variable * 1000)
+
+
+def test_blow_up_rolls_back_and_lowers_the_rate(tmp_path, image_dir):
+  config = _config(tmp_path, image_dir, max_steps=40)
+  blown = []
+
+  def blow_up_once_at_step_6(trainer):
+    if int(trainer.step) == 6 and not blown:
+      blown.append(True)
+      _blow_up(trainer)
+
+  trainer = training.train(config, on_step=blow_up_once_at_step_6)
+  assert blown and int(trainer.step) == 40
+  assert float(trainer.learning_rate.scale) == pytest.approx(0.1)
+  assert float(trainer.optimizer.learning_rate) == pytest.approx(1e-3)
+  assert os.path.exists(config.final_dir)
+
+
+def test_repeated_blow_ups_stop_the_run(tmp_path, image_dir):
+  config = _config(tmp_path, image_dir, max_steps=200, max_rollbacks=2)
+
+  def blow_up_after_step_5(trainer):
+    if int(trainer.step) == 6:
+      _blow_up(trainer)
+
+  with pytest.raises(training.DivergedError, match="2 rollbacks did not help"):
+    training.train(config, on_step=blow_up_after_step_5)
+  assert not os.path.exists(config.final_dir)
+
+
 def test_plateau_divides_the_rate_by_ten(tmp_path):
   config = training.TrainConfig(
       model_dir=str(tmp_path), lr_schedule="plateau", learning_rate=1e-3,
