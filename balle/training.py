@@ -319,11 +319,25 @@ class Trainer:
   def restore_or_initialize(self):
     """Resumes from the latest checkpoint, else warm-starts if asked."""
     if self.manager.latest_checkpoint:
-      self.checkpoint.restore(self.manager.latest_checkpoint).assert_consumed()
+      self._restore_latest()
       logging.info("resumed from %s at step %d",
                    self.manager.latest_checkpoint, int(self.step))
     elif self.config.init_from:
       warm_start(self.model, self.config.init_from)
+
+  def _restore_latest(self):
+    """Restores the latest checkpoint, which must match exactly, except that
+    checkpoints written before the learning-rate `scale` existed (no
+    rollback yet) resume with scale 1."""
+    path = self.manager.latest_checkpoint
+    status = self.checkpoint.restore(path)
+    try:
+      status.assert_consumed()
+    except AssertionError:
+      names = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+      if "scale" in names:
+        raise
+      status.assert_nontrivial_match()
 
   def _train_step(self, images):
     """One Adam step; skipped (no update) if loss or gradients are not finite.
@@ -355,7 +369,7 @@ class Trainer:
           f"{where}; {why}. Lower --learning_rate (or set --clip_norm) and "
           f"rerun; the last checkpoint is {self.manager.latest_checkpoint}.")
     scale = float(self.learning_rate.scale) / 10
-    self.checkpoint.restore(self.manager.latest_checkpoint).assert_consumed()
+    self._restore_latest()
     self.learning_rate.scale.assign(scale)
     self.learning_rate.value.assign(self.learning_rate.value / 10)
     logging.warning("%s: rolled back to %s (step %d), learning rate x%g "

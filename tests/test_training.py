@@ -163,6 +163,22 @@ def test_repeated_blow_ups_stop_the_run(tmp_path, image_dir):
   assert not os.path.exists(config.final_dir)
 
 
+def test_checkpoint_from_before_the_rate_scale_resumes(tmp_path, image_dir):
+  config = _config(tmp_path, image_dir)
+  old = training.Trainer(config)
+  old.step.assign(7)
+  variables = old.learning_rate.variables()
+  del variables["scale"]  # what checkpoints held before rollbacks existed
+  checkpoint = tf.train.Checkpoint(model=old.model, optimizer=old.optimizer,
+                                   step=old.step, elapsed_s=old.elapsed_s,
+                                   **variables)
+  tf.train.CheckpointManager(checkpoint, old.manager.directory, 3).save(7)
+  resumed = training.Trainer(config)
+  resumed.restore_or_initialize()
+  assert int(resumed.step) == 7
+  assert float(resumed.learning_rate.scale) == 1.0
+
+
 def test_plateau_divides_the_rate_by_ten(tmp_path):
   config = training.TrainConfig(
       model_dir=str(tmp_path), lr_schedule="plateau", learning_rate=1e-3,
