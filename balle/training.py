@@ -451,7 +451,6 @@ def _run_loop(trainer, sampler, validation, on_step):
             f"or set --clip_norm and rerun to resume from it.")
       current = int(step)
       if guard.diverged(float(loss)):
-        failed = True  # No checkpoint of the blown-up weights.
         raise _Diverged(current, float(loss), guard.average)
       totals += (float(bpp), float(mse_255), float(loss))
       window_steps += 1
@@ -503,6 +502,7 @@ def _run_loop(trainer, sampler, validation, on_step):
     raise
   finally:
     signal.signal(signal.SIGTERM, previous_handler)
+    # No checkpoint of non-finite or (guard.suspect) blown-up weights.
     if (not failed and not guard.suspect and
         trainer.manager.latest_checkpoint != os.path.join(
             trainer.manager.directory, f"ckpt-{int(step)}")):

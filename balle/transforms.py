@@ -38,7 +38,9 @@ import tensorflow_compression as tfc
 
 DOWNSAMPLING_FACTOR = 16
 
-GDN_FORMS = ("paper", "simplified")
+# tfc.GDN's (alpha_parameter, epsilon_parameter) for each form.
+GDN_PARAMETERS = {"paper": (2, 0.5), "simplified": (1, 1)}
+GDN_FORMS = tuple(GDN_PARAMETERS)
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -54,8 +56,6 @@ def generalized_divisive_normalization(form, inverse, name,
 
   The inverse form multiplies instead of dividing (IGDN, used in g_s).
   """
-  if form not in GDN_FORMS:
-    raise ValueError(f"unknown GDN form {form!r}; expected one of {GDN_FORMS}")
   return GDN(form, inverse=inverse, name=name, dtype=precision)
 
 
@@ -72,7 +72,10 @@ class GDN(tfc.GDN):
   """
 
   def __init__(self, form="paper", **kwargs):
-    alpha, epsilon = (2, 0.5) if form == "paper" else (1, 1)
+    if form not in GDN_PARAMETERS:
+      raise ValueError(
+          f"unknown GDN form {form!r}; expected one of {GDN_FORMS}")
+    alpha, epsilon = GDN_PARAMETERS[form]
     for fixed in ("alpha_parameter", "epsilon_parameter"):  # from get_config
       kwargs.pop(fixed, None)
     super().__init__(alpha_parameter=alpha, epsilon_parameter=epsilon,

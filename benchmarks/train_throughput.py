@@ -124,18 +124,17 @@ def stock_tfc_layers(convolutions=True, gdn=True, phase_decomposition=False):
   import tensorflow_compression as tfc  # pylint: disable=g-import-not-at-top
   from balle import transforms  # pylint: disable=g-import-not-at-top
   project_layers = transforms.SignalConv2D, transforms.GDN
-  if convolutions:
+  if convolutions or phase_decomposition:
+    layer = tfc.SignalConv2D if convolutions else project_layers[0]
     transforms.SignalConv2D = (
         lambda *args, phase_decomposition=False, **kwargs:
-        tfc.SignalConv2D(*args, **kwargs))
-  elif phase_decomposition:
-    transforms.SignalConv2D = (
-        lambda *args, phase_decomposition=False, **kwargs:
-        project_layers[0](*args, **kwargs))
+        layer(*args, **kwargs))
   if gdn:
-    transforms.GDN = lambda form, **kwargs: tfc.GDN(
-        alpha_parameter=2 if form == "paper" else 1,
-        epsilon_parameter=0.5 if form == "paper" else 1, **kwargs)
+    def stock_gdn(form, **kwargs):
+      alpha, epsilon = transforms.GDN_PARAMETERS[form]
+      return tfc.GDN(alpha_parameter=alpha, epsilon_parameter=epsilon,
+                     **kwargs)
+    transforms.GDN = stock_gdn
   try:
     yield
   finally:
@@ -148,9 +147,9 @@ def fit_step(num_filters, dataset, stock_tfc=False, gdn_form="paper"):
   The loss is attached with add_loss; each call runs the `train_function`
   that Model.fit runs per step on the next batch of `dataset` (so it can be
   interleaved with ours). With `stock_tfc`, the model uses tfc's stock
-  convolution and GDN layers: the naive reference, i.e. what tfc's models/bls2017.py
-  does (stock layers, Model.fit; bls2017.py also uses tfc's default,
-  "simplified", GDN).
+  convolution and GDN layers: the naive reference, i.e. what tfc's
+  models/bls2017.py does (stock layers, Model.fit; bls2017.py also uses
+  tfc's default, "simplified", GDN).
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from balle.model import FactorizedPriorModel  # pylint: disable=g-import-not-at-top
@@ -254,8 +253,8 @@ def tfc_bls2017_step(path, files, num_filters, patchsize, batchsize):
   call runs the step function its Model.fit runs. Two changes make the
   script run with TF 2.14.1 / tfc 2.14.1 at all (as is, it fails before its
   first step): the model and Adam's slots are built eagerly (see below and
-  `fit_step`). The pipeline gets a
-  directory of links to `files` as its glob. tensorflow_datasets, imported
+  `fit_step`). The pipeline gets a directory of links to `files` as its
+  glob. tensorflow_datasets, imported
   by the script but unused with a glob, is stubbed if not installed.
   """
   import importlib.util  # pylint: disable=g-import-not-at-top
