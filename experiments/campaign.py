@@ -1,0 +1,86 @@
+"""Runs the training campaign one leg at a time (docs/campaign.md).
+
+    python -m experiments.campaign leg --train_glob=TRAIN_DIR --max_time_s=7500
+    python -m experiments.campaign end_leg --train_glob=TRAIN_DIR --kodak=KODAK_DIR
+    python -m experiments.campaign table
+
+`leg` trains the next leg (experiments.train with the plan's flags, warm
+started from campaign/anchor) into <work_dir>/leg-K; rerunning it resumes
+that leg. Stop it early with SIGTERM (kill PID): it writes a checkpoint.
+`end_leg` freezes the leg's latest checkpoint, replaces campaign/anchor with
+its float16 copy, measures that on Kodak and appends the leg to
+campaign/campaign.json. `table` prints the leg log as Markdown.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl import app
+from absl import flags
+
+from balle import campaign as campaign_lib
+
+flags.DEFINE_string("campaign_dir", "campaign", "Committed campaign state.")
+flags.DEFINE_string("work_dir", "runs/campaign", "Checkpoints of the legs "
+                    "(not committed).")
+flags.DEFINE_multi_string("train_glob", [], "Training images (as for "
+                          "experiments.train); the same in every leg.")
+flags.DEFINE_float("max_time_s", 7500, "Training time budget of the leg.")
+flags.DEFINE_string("kodak", "", "Kodak folder for end_leg's measurement "
+                    "(empty: not measured).")
+flags.DEFINE_bool("dry_run", False, "leg: print the command only.")
+FLAGS = flags.FLAGS
+
+ACTIONS = ("leg", "end_leg", "table")
+
+
+def _python_module(module, arguments):
+  command = [sys.executable, "-m", module] + list(arguments)
+  print(" ".join(command), flush=True)
+  subprocess.run(command, check=True)
+
+
+def _kodak_figures(model_dir):
+  """(bpp, PSNR dB, MS-SSIM) of a model on FLAGS.kodak, whole files."""
+  with tempfile.TemporaryDirectory() as output_dir:
+    _python_module("experiments.evaluate",
+                   [f"--models={model_dir}", f"--images={FLAGS.kodak}",
+                    f"--output_dir={output_dir}"])
+    with open(os.path.join(output_dir, "results.json")) as f:
+      results = json.load(f)["results"]
+  return results["bpp"][0], results["psnr-rgb"][0], results["ms-ssim-rgb"][0]
+
+
+def main(argv):
+  if len(argv) != 2 or argv[1] not in ACTIONS:
+    raise app.UsageError(f"one action: {' | '.join(ACTIONS)}")
+  campaign = campaign_lib.Campaign(FLAGS.campaign_dir)
+  if argv[1] == "table":
+    print(campaign.markdown_table())
+    return
+  if not FLAGS.train_glob:
+    raise app.UsageError("--train_glob is required")
+  train_flags = campaign.train_flags(FLAGS.work_dir, FLAGS.train_glob,
+                                     FLAGS.max_time_s)
+  if argv[1] == "leg":
+    if FLAGS.dry_run:
+      print(" ".join(["python -m experiments.train"] + train_flags))
+    else:
+      _python_module("experiments.train", train_flags)
+    return
+  leg_dir = campaign.leg_dir(FLAGS.work_dir)
+  _python_module("experiments.train", train_flags + ["--finalize_only"])
+  used_flags = [f for f in train_flags if not f.startswith("--max_time_s=")]
+  record = campaign.end_leg(
+      os.path.join(leg_dir, "final"), used_flags,
+      campaign_lib.final_training_loss(leg_dir),
+      measure=_kodak_figures if FLAGS.kodak else None)
+  print(campaign.markdown_table())
+  print(f"leg {record.leg} recorded; commit {FLAGS.campaign_dir}/")
+
+
+if __name__ == "__main__":
+  app.run(main)
