@@ -46,9 +46,9 @@ class LegRecord:
   train_loss: float            # mean over the leg's last logged windows
   validation_bpp: float        # held-out training images, real coding
   validation_psnr_db: float
-  kodak_bpp: float | None      # the float16 anchor on Kodak (whole files)
-  kodak_psnr_db: float | None
-  kodak_ms_ssim: float | None
+  # The float16 anchor coded as whole files, per test set (e.g. "kodak"):
+  # {"bpp": ..., "psnr_db": ..., "ms_ssim": ...}.
+  test_sets: dict
   model_id: str
   flags: list                  # the experiments.train flags of this leg
 
@@ -98,8 +98,9 @@ class Campaign:
     """Records a finished leg whose frozen model is in `leg_final_dir`.
 
     Replaces anchor/ with the float16 copy of that model (written to a new
-    folder, measured there by `measure(folder)` -> (Kodak bpp, PSNR dB,
-    MS-SSIM) if given, then renamed into place) and appends the leg's record.
+    folder, measured there by `measure(folder)` -> {
+    test set name -> {"bpp", "psnr_db", "ms_ssim"}) if given, then renamed
+    into place) and appends the leg's record.
     """
     with open(os.path.join(leg_final_dir, TRAINING_RECIPE)) as f:
       recipe = json.load(f)
@@ -111,8 +112,7 @@ class Campaign:
     previous_time_s = (self.legs[-1].cumulative_wall_time_s if self.legs
                        else self.plan.get("init_wall_time_s", 0.0))
     anchor = FactorizedPriorModel.load(leg_final_dir).half_precision_copy()
-    kodak = self._replace_anchor(anchor, measure)
-    kodak_bpp, kodak_psnr_db, kodak_ms_ssim = kodak or (None, None, None)
+    test_sets = self._replace_anchor(anchor, measure) or {}
     record = LegRecord(
         leg=self.next_leg,
         date=datetime.datetime.now(datetime.timezone.utc).strftime(
@@ -125,8 +125,7 @@ class Campaign:
         train_loss=round(float(train_loss), 4),
         validation_bpp=recipe["validation_bpp"],
         validation_psnr_db=recipe["validation_psnr_db"],
-        kodak_bpp=kodak_bpp, kodak_psnr_db=kodak_psnr_db,
-        kodak_ms_ssim=kodak_ms_ssim, model_id=anchor.model_id.hex(),
+        test_sets=test_sets, model_id=anchor.model_id.hex(),
         flags=list(flags))
     self.legs.append(record)
     self.save()
@@ -159,19 +158,26 @@ class Campaign:
 
   def markdown_table(self):
     """The leg log as a Markdown table (docs/campaign.md)."""
+    names = sorted({name for r in self.legs for name in r.test_sets},
+                   key=lambda name: (name != "kodak", name))
     rows = ["| leg | date | steps | Gpix (cumulative) | wall h (cumulative) "
-            "| train loss | validation bpp / PSNR dB | Kodak bpp / PSNR dB "
-            "/ MS-SSIM |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|"]
+            "| train loss | validation bpp / PSNR dB | " +
+            " | ".join(f"{name} bpp / PSNR dB / MS-SSIM" for name in names) +
+            " |",
+            "|---:|---|---:|---:|---:|---:|---:|" + "---:|" * len(names)]
     for r in self.legs:
-      kodak = ("-" if r.kodak_bpp is None else
-               f"{r.kodak_bpp:.3f} / {r.kodak_psnr_db:.2f} / "
-               f"{r.kodak_ms_ssim:.4f}")
+      figures = []
+      for name in names:
+        f = r.test_sets.get(name)
+        figures.append("-" if f is None else
+                       f"{f['bpp']:.3f} / {f['psnr_db']:.2f} / "
+                       f"{f['ms_ssim']:.4f}")
       rows.append(
           f"| {r.leg} | {r.date} | {r.steps:,} | {r.gpix:.1f} "
           f"({r.cumulative_gpix:.1f}) | {r.wall_time_s / 3600:.2f} "
           f"({r.cumulative_wall_time_s / 3600:.2f}) | {r.train_loss:.4f} | "
-          f"{r.validation_bpp:.3f} / {r.validation_psnr_db:.2f} | {kodak} |")
+          f"{r.validation_bpp:.3f} / {r.validation_psnr_db:.2f} | " +
+          " | ".join(figures) + " |")
     return "\n".join(rows)
 
 

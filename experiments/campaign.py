@@ -1,14 +1,16 @@
 """Runs the training campaign one leg at a time (docs/campaign.md).
 
     python -m experiments.campaign leg --train_glob=TRAIN_DIR --max_time_s=7500
-    python -m experiments.campaign end_leg --train_glob=TRAIN_DIR --kodak=KODAK_DIR
+    python -m experiments.campaign end_leg --train_glob=TRAIN_DIR --kodak=KODAK_DIR \
+        --holdout=HOLDOUT_DIR
     python -m experiments.campaign table
 
 `leg` trains the next leg (experiments.train with the plan's flags, warm
 started from campaign/anchor) into <work_dir>/leg-K; rerunning it resumes
 that leg. Stop it early with SIGTERM (kill PID): it writes a checkpoint.
 `end_leg` freezes the leg's latest checkpoint, replaces campaign/anchor with
-its float16 copy, measures that on Kodak and appends the leg to
+its float16 copy, codes Kodak and the held-out photographs with that copy
+and appends the leg to
 campaign/campaign.json. `table` prints the leg log as Markdown.
 """
 
@@ -29,8 +31,10 @@ flags.DEFINE_string("work_dir", "runs/campaign", "Checkpoints of the legs "
 flags.DEFINE_multi_string("train_glob", [], "Training images (as for "
                           "experiments.train); the same in every leg.")
 flags.DEFINE_float("max_time_s", 7500, "Training time budget of the leg.")
-flags.DEFINE_string("kodak", "", "Kodak folder for end_leg's measurement "
-                    "(empty: not measured).")
+flags.DEFINE_string("kodak", "", "end_leg: Kodak folder to code the new "
+                    "anchor on (empty: none).")
+flags.DEFINE_string("holdout", "", "end_leg: folder of held-out photographs "
+                    "to code it on (data/README.md; empty: none).")
 flags.DEFINE_bool("dry_run", False, "leg: print the command only.")
 FLAGS = flags.FLAGS
 
@@ -43,15 +47,22 @@ def _python_module(module, arguments):
   subprocess.run(command, check=True)
 
 
-def _kodak_figures(model_dir):
-  """(bpp, PSNR dB, MS-SSIM) of a model on FLAGS.kodak, whole files."""
-  with tempfile.TemporaryDirectory() as output_dir:
-    _python_module("experiments.evaluate",
-                   [f"--models={model_dir}", f"--images={FLAGS.kodak}",
-                    f"--output_dir={output_dir}"])
-    with open(os.path.join(output_dir, "results.json")) as f:
-      results = json.load(f)["results"]
-  return results["bpp"][0], results["psnr-rgb"][0], results["ms-ssim-rgb"][0]
+def _measure(model_dir):
+  """{test set: {"bpp", "psnr_db", "ms_ssim"}} of a model, whole files."""
+  figures = {}
+  for name, images in (("kodak", FLAGS.kodak), ("holdout", FLAGS.holdout)):
+    if not images:
+      continue
+    with tempfile.TemporaryDirectory() as output_dir:
+      _python_module("experiments.evaluate",
+                     [f"--models={model_dir}", f"--images={images}",
+                      f"--output_dir={output_dir}"])
+      with open(os.path.join(output_dir, "results.json")) as f:
+        results = json.load(f)["results"]
+    figures[name] = {"bpp": results["bpp"][0],
+                     "psnr_db": results["psnr-rgb"][0],
+                     "ms_ssim": results["ms-ssim-rgb"][0]}
+  return figures
 
 
 def main(argv):
@@ -77,7 +88,7 @@ def main(argv):
   record = campaign.end_leg(
       os.path.join(leg_dir, "final"), used_flags,
       campaign_lib.final_training_loss(leg_dir),
-      measure=_kodak_figures if FLAGS.kodak else None)
+      measure=_measure)
   print(campaign.markdown_table())
   print(f"leg {record.leg} recorded; commit {FLAGS.campaign_dir}/")
 

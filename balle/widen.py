@@ -1,0 +1,69 @@
+"""Widening a trained model to more filters without changing its output.
+
+The ladder's upper rates want N = 192 filters where the campaign's anchor has
+N = 128. Training N = 192 from scratch would throw the anchor's CPU-hours
+away; instead the narrow model is embedded in a wide one (as in Net2Net,
+Chen et al. 2016, "function-preserving" widening):
+
+- every weight of the narrow model is copied into the leading channels of
+  the wide one;
+- weights from a new channel into an old one are zero, so old channels
+  compute exactly what they computed before: the reconstruction is
+  unchanged;
+- everything else (old -> new and new -> new weights, the GDN and prior
+  parameters of new channels) keeps the wide model's fresh initialization,
+  which breaks the symmetry between the new channels. GDN's coupling of an
+  old with a new channel starts at gamma = 0 (tfc's initialization is
+  0.1 * identity), so normalization of old channels is unchanged too.
+
+Only the rate changes: the new latent channels carry a little information
+under a fresh prior, which training then puts to use or silences.
+"""
+
+import numpy as np
+
+from balle.model import FactorizedPriorModel
+
+_KERNEL_SUFFIXES = ("/kernel_real", "/kernel_imag")
+
+
+def _is_trainable_weight(name):
+  return not name.startswith("continuous_batched_entropy_model/")
+
+
+def widen(narrow, wide):
+  """Assigns `narrow`'s weights into the wider, freshly built `wide`.
+
+  Both are FactorizedPriorModel of the same channels and GDN form, with
+  wide.config.num_filters >= narrow.config.num_filters. Kernels are stored
+  (in, out, ...); biases, GDN and prior parameters have channels leading.
+  """
+  n, c = narrow.config, wide.config
+  if (n.channels, n.gdn_form) != (c.channels, c.gdn_form):
+    raise ValueError("widen: channels and gdn_form must match")
+  if c.num_filters < n.num_filters:
+    raise ValueError(f"widen: {c.num_filters} filters < {n.num_filters}")
+  source = narrow._named_weights()  # pylint: disable=protected-access
+  for name, variable in wide._named_weights().items():  # pylint: disable=protected-access
+    if not _is_trainable_weight(name):
+      continue
+    old = source[name].numpy()
+    value = variable.numpy().copy()
+    value[tuple(slice(0, size) for size in old.shape)] = old
+    if name.endswith(_KERNEL_SUFFIXES):
+      value[old.shape[0]:, :old.shape[1]] = 0  # new -> old channels
+    variable.assign(value)
+
+
+def widened_copy(narrow, num_filters, seed=0):
+  """A new (unfrozen) model with `num_filters` filters computing `narrow`'s
+  reconstruction; its new weights are drawn with `seed`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.random.set_seed(seed)
+  np.random.seed(seed)
+  config = narrow.config
+  wide = FactorizedPriorModel(type(config)(**{
+      **{f: getattr(config, f) for f in config.__dataclass_fields__},
+      "num_filters": num_filters, "name": ""}))
+  widen(narrow, wide)
+  return wide
