@@ -7,7 +7,10 @@
 
 `leg` trains the next leg (experiments.train with the plan's flags, warm
 started from campaign/anchor) into <work_dir>/leg-K; rerunning it resumes
-that leg. Stop it early with SIGTERM (kill PID): it writes a checkpoint.
+that leg. The leg runs from a copy of the code taken when it starts
+(<work_dir>/leg-K/code): AutoGraph reads a function's source file when it
+first traces it, so a run that imports the working tree crashes hours in
+when that tree is edited beside it (it happened in leg 1). Stop it early with SIGTERM (kill PID): it writes a checkpoint.
 `end_leg` freezes the leg's latest checkpoint, replaces campaign/anchor with
 its float16 copy, codes Kodak and the held-out photographs with that copy
 and appends the leg to
@@ -16,6 +19,7 @@ campaign/campaign.json. `table` prints the leg log as Markdown.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,10 +45,40 @@ FLAGS = flags.FLAGS
 ACTIONS = ("leg", "end_leg", "table")
 
 
-def _python_module(module, arguments):
+def _python_module(module, arguments, cwd=None):
   command = [sys.executable, "-m", module] + list(arguments)
   print(" ".join(command), flush=True)
-  subprocess.run(command, check=True)
+  subprocess.run(command, check=True, cwd=cwd)
+
+
+def _code_snapshot(leg_dir):
+  """A copy of balle/ and experiments/ for the leg, made once per leg."""
+  snapshot = os.path.join(leg_dir, "code")
+  if not os.path.exists(snapshot):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    staging = snapshot + ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    for package in ("balle", "experiments"):
+      shutil.copytree(os.path.join(root, package),
+                      os.path.join(staging, package),
+                      ignore=shutil.ignore_patterns("__pycache__"))
+    os.replace(staging, snapshot)
+  return snapshot
+
+
+def _train(campaign, extra=()):
+  """Runs the leg's experiments.train from its code snapshot."""
+  leg_dir = campaign.leg_dir(os.path.abspath(FLAGS.work_dir))
+  os.makedirs(leg_dir, exist_ok=True)
+  absolute = campaign_lib.Campaign(os.path.abspath(FLAGS.campaign_dir))
+  flags_ = absolute.train_flags(
+      os.path.abspath(FLAGS.work_dir),
+      [os.path.abspath(p) for p in FLAGS.train_glob], FLAGS.max_time_s)
+  if not campaign.legs:  # the plan's init_from is relative to the project
+    flags_ = [f"--init_from={os.path.abspath(campaign.plan['init_from'])}"
+              if f.startswith("--init_from=") else f for f in flags_]
+  _python_module("experiments.train", flags_ + list(extra),
+                 cwd=_code_snapshot(leg_dir))
 
 
 def _measure(model_dir):
@@ -80,10 +114,10 @@ def main(argv):
     if FLAGS.dry_run:
       print(" ".join(["python -m experiments.train"] + train_flags))
     else:
-      _python_module("experiments.train", train_flags)
+      _train(campaign)
     return
   leg_dir = campaign.leg_dir(FLAGS.work_dir)
-  _python_module("experiments.train", train_flags + ["--finalize_only"])
+  _train(campaign, ["--finalize_only"])
   used_flags = [f for f in train_flags if not f.startswith("--max_time_s=")]
   record = campaign.end_leg(
       os.path.join(leg_dir, "final"), used_flags,
