@@ -226,16 +226,6 @@ def measure_codec(codec, images, settings=None, cache_dir=None, image_set=""):
   return results
 
 
-def results_document(codec, results, image_set=""):
-  """CompressAI-layout results dict for one codec's ImageResults."""
-  description = (f"{codec.label}, {codec.library_version()}, measured by "
-                 "balle.baselines (bpp from the whole file Pillow writes)")
-  return evaluation.results_document(
-      codec.label, description, evaluation.aggregate(results),
-      setting_name=codec.setting_name, image_set=image_set, kind="measured",
-      codec=codec.name)
-
-
 def run(codecs, images, image_set, output_dir, cache_dir=None, quick=False):
   """Measures `codecs` on `images`; writes JSON + CSV per codec.
 
@@ -254,8 +244,12 @@ def run(codecs, images, image_set, output_dir, cache_dir=None, quick=False):
     results = measure_codec(codec, images, settings, cache_dir, image_set)
     json_path = os.path.join(output_dir, f"{codec.name}.json")
     csv_path = os.path.join(output_dir, f"{codec.name}_per_image.csv")
-    evaluation.write_json(json_path, results_document(codec, results,
-                                                      image_set))
+    description = (f"{codec.label}, {codec.library_version()}, measured by "
+                   "balle.baselines (bpp from the whole file Pillow writes)")
+    evaluation.write_json(json_path, evaluation.results_document(
+        codec.label, description, evaluation.aggregate(results),
+        setting_name=codec.setting_name, image_set=image_set,
+        kind="measured", codec=codec.name))
     evaluation.write_csv(csv_path, results)
     written += [json_path, csv_path]
   return written

@@ -1,4 +1,8 @@
-"""Training input pipeline: images decoded once into memory, random patches.
+"""Image files into arrays, and the training input pipeline (random patches).
+
+`load_images` is the project's one way to turn a list of image files into
+uint8 arrays with a chosen channel count (training, validation and
+balle.evaluation use it); image_io.read_image decodes each file.
 
 The paper (Sec. 4) trains on random 256x256 crops of natural images; here the
 patch size is a flag. Every image is decoded once into a uint8 array; a
@@ -23,14 +27,12 @@ import tensorflow as tf
 
 from balle import image_io
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-
 
 def expand_patterns(patterns):
   """Sorted image files matching glob patterns (a list or comma-separated).
 
-  A pattern naming a folder matches the PNG and JPEG files inside it,
-  recursively.
+  A pattern naming a folder matches the images inside it (file names ending
+  in one of image_io.IMAGE_SUFFIXES), recursively.
   """
   if isinstance(patterns, str):
     patterns = [patterns]
@@ -40,7 +42,8 @@ def expand_patterns(patterns):
       if os.path.isdir(pattern):
         pattern = os.path.join(pattern, "**", "*")
       for path in glob.glob(pattern, recursive=True):
-        if path.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(path):
+        if (path.lower().endswith(image_io.IMAGE_SUFFIXES) and
+            os.path.isfile(path)):
           files.add(path)
   return sorted(files)
 
@@ -58,13 +61,12 @@ def split_validation(files, num_validation):
           [f for f in files if f in held_out])
 
 
-def read_image(path, channels=3):
-  """uint8 array [H, W, channels]: balle.image_io's reading (alpha dropped),
-  with gray repeated to RGB or RGB reduced to luma as `channels` asks."""
+def _read_channels(path, channels):
+  """One image for load_images (see there)."""
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", image_io.ImageConversionWarning)
     image = image_io.read_image(path, drop_alpha=True)
-  if image.shape[2] == channels:
+  if channels is None or image.shape[2] == channels:
     return image
   if channels == 3:
     return np.repeat(image, 3, axis=2)
@@ -73,12 +75,15 @@ def read_image(path, channels=3):
 
 
 def load_images(files, min_size=0, channels=3, num_threads=2):
-  """Decodes `files`; returns (images, num_skipped).
+  """Decodes `files` in order; returns (images, num_skipped).
 
-  Images with height or width below `min_size` (the patch size) are skipped.
+  Each image is a uint8 array [H, W, channels]: gray is repeated to RGB or
+  RGB reduced to luma as `channels` asks (None: as stored, 1 or 3); alpha is
+  dropped. Images with height or width below `min_size` (the patch size) are
+  skipped.
   """
   with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
-    decoded = list(pool.map(lambda f: read_image(f, channels), files))
+    decoded = list(pool.map(lambda f: _read_channels(f, channels), files))
   images = [a for a in decoded if min(a.shape[:2]) >= min_size]
   return images, len(decoded) - len(images)
 
@@ -150,7 +155,8 @@ def training_data(patterns, patchsize, batchsize, num_validation=0, seed=0,
   """
   files = expand_patterns(patterns)
   if not files:
-    raise FileNotFoundError(f"no PNG/JPEG images match {patterns}")
+    raise FileNotFoundError(f"no images ({', '.join(image_io.IMAGE_SUFFIXES)})"
+                            f" match {patterns}")
   train_files, validation_files = split_validation(files, num_validation)
   images, num_skipped = load_images(train_files, patchsize, channels)
   validation, _ = load_images(validation_files, 0, channels)

@@ -22,6 +22,9 @@ Results files follow CompressAI's layout, one entry per setting sorted by bpp:
 
 (the keys after "results" are this project's additions; non-finite numbers
 are written as null). Per-image values go to a CSV file with one row per image.
+
+Which images to measure, and how to label the curves, is the caller's choice:
+experiments/kodak.py sets up the project's Kodak comparison.
 """
 
 import csv
@@ -31,20 +34,18 @@ import io
 import json
 import math
 import os
-import tempfile
 import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 from absl import logging
 
 from balle import codec as codec_lib
-from balle import image_io
+from balle import data as data_lib
 from balle import metrics
 from balle import pretrained
+from balle import safe_write
+from balle.image_io import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff")
 RESULT_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time",
                "decoding_time")
 
@@ -84,7 +85,7 @@ class RDPoint:
 
 
 def list_image_files(directory, max_images=0):
-  """Sorted paths of the lossless images in `directory` (first max_images)."""
+  """Sorted paths of the images in `directory` (the first max_images)."""
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"image folder {directory} does not exist")
   paths = sorted(
@@ -106,58 +107,12 @@ def image_set_hash(paths):
   return digest.hexdigest()
 
 
-KODAK_URL = "http://r0k.us/graphics/kodak/kodak/kodim{:02d}.png"
-NUM_KODAK_IMAGES = 24
-
-
-def download_kodak(directory, url_pattern=KODAK_URL, timeout_s=30):
-  """Downloads kodim01..24.png into `directory` (skips files present)."""
-  os.makedirs(directory, exist_ok=True)
-  for index in range(1, NUM_KODAK_IMAGES + 1):
-    name = f"kodim{index:02d}.png"
-    path = os.path.join(directory, name)
-    if os.path.exists(path):
-      continue
-    with urllib.request.urlopen(url_pattern.format(index),
-                                timeout=timeout_s) as response:
-      data = response.read()
-    temporary = path + ".part"
-    with open(temporary, "wb") as f:
-      f.write(data)
-    os.replace(temporary, path)
-    logging.info("[%2d/%d] %s (%d KB)", index, NUM_KODAK_IMAGES, name,
-                 len(data) // 1024)
-
-
-def ensure_kodak(directory, download=True):
-  """Downloads Kodak into `directory` when it holds no images.
-
-  Raises FileNotFoundError with one clear message when that is not possible.
-  """
-  try:
-    list_image_files(directory)
-    return
-  except FileNotFoundError:
-    pass
-  if download:
-    logging.info("no images in %s: downloading the Kodak set from %s",
-                 directory, KODAK_URL.rsplit("/", 1)[0])
-    try:
-      download_kodak(directory)
-      return
-    except (OSError, urllib.error.URLError) as error:
-      reason = f"download failed: {getattr(error, 'reason', error)}"
-  else:
-    reason = "download disabled"
-  raise FileNotFoundError(
-      f"no Kodak images in {directory!r} ({reason}). Put kodim01.png ... "
-      "kodim24.png in a folder and pass --images=DIR.")
-
-
-def load_images(paths):
-  """[(file name, uint8 array [H, W, C])] for the given paths."""
-  return [(os.path.basename(path), image_io.read_image(path))
-          for path in paths]
+def named_images(paths):
+  """[(file name, uint8 array [H, W, C])], read by balle.data.load_images
+  with the channels C (1 or 3) the files store."""
+  images, _ = data_lib.load_images(paths, channels=None)
+  return [(os.path.basename(path), image)
+          for path, image in zip(paths, images)]
 
 
 # -- measurement --------------------------------------------------------------
@@ -262,7 +217,9 @@ def measure_model(model, images, label, warm_up=True):
 
 
 def models_document(models, results, label, image_set=""):
-  """CompressAI-layout results for several models, one entry per model."""
+  """CompressAI-layout results for several models, one entry per model;
+  "model_configs" holds each model's configuration (its config.json
+  "model" part), in the order of the points."""
   points = aggregate(results)
   by_name = {model.config.name: model.config for model in models}
   configs = [by_name[point.setting] for point in points]
@@ -271,8 +228,7 @@ def models_document(models, results, label, image_set=""):
   return results_document(
       label, description, points, setting_name="model", image_set=image_set,
       kind="model", codec="balle",
-      lmbda=[c.lmbda for c in configs],
-      num_filters=[c.num_filters for c in configs])
+      model_configs=[dataclasses.asdict(c) for c in configs])
 
 
 # -- files --------------------------------------------------------------------
@@ -357,18 +313,12 @@ def write_csv(path, results):
 
 
 def _write_text(path, text):
+  """Writes UTF-8 `text` atomically, replacing `path`; creates its folder."""
   directory = os.path.dirname(path)
   if directory:
     os.makedirs(directory, exist_ok=True)
-  handle, temporary = tempfile.mkstemp(
-      dir=directory or ".", prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-  try:
-    with os.fdopen(handle, "w") as f:
-      f.write(text)
-    os.replace(temporary, path)
-  finally:
-    if os.path.exists(temporary):
-      os.remove(temporary)
+  safe_write.write_file_atomic(path, lambda f: f.write(text.encode("utf-8")),
+                               overwrite=True)
 
 
 def safe_file_name(name):
@@ -376,21 +326,19 @@ def safe_file_name(name):
   return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
-DEFAULT_MODEL_LABEL = "Ballé 2017 factorized prior (this project)"
+def evaluate_models(model_names, images, output_dir, label, image_set=""):
+  """Loads and measures each model; writes results.json + per_image.csv.
 
-
-def evaluate_models(model_names, images, output_dir, label=DEFAULT_MODEL_LABEL,
-                    image_set=""):
-  """Loads and measures each model; writes results.json + per_image.csv."""
+  `label` names the curve (the "name" of results.json and the codec of each
+  result)."""
   models, results = [], []
   for name in model_names:
     model = load_model(name)
     if any(m.config.name == model.config.name for m in models):
       raise ValueError(f"two models are named {model.config.name!r}; model "
                        "names must differ to tell their results apart")
-    logging.info("model %s (lambda %g, %d filters) on %d images",
-                 model.config.name, model.config.lmbda,
-                 model.config.num_filters, len(images))
+    logging.info("model %s on %d images: %s", model.config.name, len(images),
+                 model.config)
     models.append(model)
     results += measure_model(model, images, label)
   json_path = os.path.join(output_dir, "results.json")

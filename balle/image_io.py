@@ -14,6 +14,8 @@ from PIL import Image
 
 from balle.safe_write import write_file_atomic
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
 
 class ImageConversionWarning(UserWarning):
   """An input image was converted in a way that changes its pixel data."""

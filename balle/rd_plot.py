@@ -13,6 +13,10 @@ A curve is a set of (bpp, PSNR dB) and (bpp, MS-SSIM) points. For tables:
   Only points that raise the quality over every lower-rate point are used, as
   R(D) must be a function. A value whose overlap is below 75% of the union of
   the quality ranges is marked with "*" in the table.
+
+Which curves the tables compare against (the anchors) and which published
+curves are drawn are the caller's choice (experiments/kodak.py for the
+project's Kodak report).
 """
 
 import dataclasses
@@ -23,10 +27,12 @@ import warnings
 import numpy as np
 
 from balle import reference_curves
+from balle import safe_write
 
 MODEL, MEASURED, PUBLISHED = "model", "measured", "published"
 TABLE_RATES_BPP = (0.25, 0.5, 1.0)
 MIN_OVERLAP = 0.75
+METRICS = {"psnr": "PSNR", "ms_ssim_db": "MS-SSIM dB"}  # name: table title
 
 # Colors shared by the measured and published curves of one codec family.
 FAMILY_COLORS = {
@@ -48,11 +54,32 @@ class Curve:
   ms_ssim_rgb: tuple   # ((bpp, MS-SSIM in [0, 1]), ...)
   family: str = ""
   point_names: tuple = ()  # ((bpp, setting name), ...), e.g. model names
+  source: str = ""  # where a published curve comes from
 
   def ms_ssim_db(self):
     """((bpp, -10 log10(1 - MS-SSIM)), ...)."""
     return tuple((bpp, -10.0 * math.log10(1.0 - value))
                  for bpp, value in self.ms_ssim_rgb if value < 1.0)
+
+  def points(self, metric):
+    """((bpp, quality), ...) for a metric of METRICS."""
+    if metric == "psnr":
+      return self.psnr_rgb
+    if metric == "ms_ssim_db":
+      return self.ms_ssim_db()
+    raise ValueError(f"unknown metric {metric!r}; choose from {list(METRICS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Anchor:
+  """A reference curve of the tables: the first curve of `family` and
+  `kind`. markdown_table gives one BD-rate column per metric of `metrics`,
+  titled "BD-rate vs <name>, <metric>"; operating_points_table gives the
+  anchor's PSNR at each model point."""
+  family: str
+  kind: str
+  name: str
+  metrics: tuple = ("psnr",)
 
 
 def _finite_points(bpps, values):
@@ -79,12 +106,12 @@ def curve_from_published(published):
   return Curve(label=published.label, kind=PUBLISHED,
                psnr_rgb=tuple(published.psnr_rgb),
                ms_ssim_rgb=tuple(published.ms_ssim_rgb),
-               family=published.family)
+               family=published.family, source=published.source)
 
 
-def published_curves(keys=reference_curves.DEFAULT_PLOTTED):
-  """Curves for the given reference_curves keys."""
-  return [curve_from_published(reference_curves.BY_KEY[key]) for key in keys]
+def published_curves(keys):
+  """Curves for the given reference_curves keys, in that order."""
+  return [curve_from_published(reference_curves.load(key)) for key in keys]
 
 
 # -- numbers ------------------------------------------------------------------
@@ -169,27 +196,22 @@ def find_anchor(curves, family, kind):
   return None
 
 
-def markdown_table(curves, rates_bpp=TABLE_RATES_BPP):
-  """Markdown table: PSNR at `rates_bpp` and BD-rates per curve."""
-  j2k = find_anchor(curves, "j2k", MEASURED)
-  balle = find_anchor(curves, "balle2017", PUBLISHED)
+def markdown_table(curves, anchors, rates_bpp=TABLE_RATES_BPP):
+  """Markdown table: PSNR at `rates_bpp` and BD-rates against each Anchor
+  per curve (blank where the anchor is not among `curves`)."""
+  columns = [(find_anchor(curves, anchor.family, anchor.kind), metric)
+             for anchor in anchors for metric in anchor.metrics]
   header = (["Curve", "Kind"] +
             [f"PSNR @ {r:g} bpp (dB)" for r in rates_bpp] +
-            ["BD-rate vs JPEG 2000 9/7 (measured), PSNR",
-             "BD-rate vs Ballé 2017 (published), PSNR",
-             "BD-rate vs Ballé 2017 (published), MS-SSIM dB"])
+            [f"BD-rate vs {anchor.name}, {METRICS[metric]}"
+             for anchor in anchors for metric in anchor.metrics])
   lines = ["| " + " | ".join(header) + " |",
            "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
   for curve in curves:
     row = [curve.label, curve.kind]
     row += [_format(value_at(curve.psnr_rgb, r), 2) for r in rates_bpp]
-    row.append(_format_bd(bd_rate(j2k.psnr_rgb, curve.psnr_rgb))
-               if j2k is not None else "")
-    if balle is not None:
-      row.append(_format_bd(bd_rate(balle.psnr_rgb, curve.psnr_rgb)))
-      row.append(_format_bd(bd_rate(balle.ms_ssim_db(), curve.ms_ssim_db())))
-    else:
-      row += ["", ""]
+    row += [_format_bd(bd_rate(reference.points(metric), curve.points(metric)))
+            if reference is not None else "" for reference, metric in columns]
     lines.append("| " + " | ".join(row) + " |")
   notes = [
       "",
@@ -207,7 +229,8 @@ def consistency_table(curves, rate_bpp=0.5):
   the same family (e.g. OpenJPEG 5/3 vs published j2k-opj5): PSNR at
   `rate_bpp` and BD-rate of measured vs published. Published curves come
   from `curves` or else from all of reference_curves. "" if there are none."""
-  everything = curves + published_curves(reference_curves.BY_KEY)
+  everything = curves + [curve_from_published(published)
+                         for published in reference_curves.load_all()]
   rows = []
   for measured in curves:
     if measured.kind != MEASURED or not measured.family:
@@ -232,14 +255,14 @@ def consistency_table(curves, rate_bpp=0.5):
   return "\n".join(header + rows) + "\n"
 
 
-def operating_points_table(curves):
+def operating_points_table(curves, anchors):
   """Markdown rows, one per point of every MODEL curve: its bpp, PSNR and
-  MS-SSIM (dB), next to the published Ballé 2017 and measured JPEG 2000 9/7
-  PSNR interpolated at the same bpp. Shows a single trained model (which has
-  no curve, hence no interpolated PSNR or BD-rate) against the references.
-  "" if there are no model curves."""
-  references = [find_anchor(curves, "balle2017", PUBLISHED),
-                find_anchor(curves, "j2k", MEASURED)]
+  MS-SSIM (dB), next to each Anchor's PSNR interpolated at the same bpp.
+  Shows a single trained model (which has no curve, hence no interpolated
+  PSNR or BD-rate) against the references. "" if there are no model
+  curves."""
+  references = [find_anchor(curves, anchor.family, anchor.kind)
+                for anchor in anchors]
   references = [r for r in references if r is not None]
   rows = []
   for curve in curves:
@@ -300,8 +323,7 @@ def plot_curves(curves, metric, path_stem, title, max_bpp=2.0):
   order = sorted(curves, key=lambda c: {MODEL: 0, MEASURED: 1,
                                         PUBLISHED: 2}.get(c.kind, 3))
   for curve in order:
-    points = curve.psnr_rgb if metric == "psnr" else curve.ms_ssim_db()
-    points = [p for p in points if p[0] <= max_bpp * 1.05]
+    points = [p for p in curve.points(metric) if p[0] <= max_bpp * 1.05]
     if not points:
       continue
     style = _style(curve, model_index, marker_index)
@@ -333,14 +355,36 @@ def plot_curves(curves, metric, path_stem, title, max_bpp=2.0):
     os.makedirs(directory, exist_ok=True)
   paths = []
   for suffix in (".png", ".pdf"):
-    figure.savefig(path_stem + suffix, dpi=150)
+    safe_write.write_file_atomic(
+        path_stem + suffix,
+        lambda f, s=suffix: figure.savefig(f, format=s[1:], dpi=150),
+        overwrite=True)
     paths.append(path_stem + suffix)
   pyplot.close(figure)
   return paths
 
 
-def write_report(curves, output_dir, title, max_bpp=2.0):
-  """Both plots plus rd_table.md in `output_dir`; returns the written paths."""
+def report_text(curves, title, anchors):
+  """rd_table.md: the tables above, then the sources of published curves."""
+  parts = [f"# {title}\n\n", markdown_table(curves, anchors)]
+  operating_points = operating_points_table(curves, anchors)
+  if operating_points:
+    parts += ["\n## Trained models, point by point\n\n", operating_points]
+  consistency = consistency_table(curves)
+  if consistency:
+    parts += ["\n## Measurement check: measured vs published, same codec\n\n",
+              consistency]
+  cited = dict.fromkeys(f"- {c.label}: {c.source}\n" for c in curves
+                        if c.kind == PUBLISHED and c.source)
+  if cited:
+    parts.append("\nPublished curves (cited, not measured here):\n\n")
+    parts += list(cited)
+  return "".join(parts)
+
+
+def write_report(curves, output_dir, title, anchors, max_bpp=2.0):
+  """Both plots plus rd_table.md in `output_dir`, each file written
+  atomically (replacing an older report); returns the written paths."""
   os.makedirs(output_dir, exist_ok=True)
   paths = plot_curves(curves, "psnr", os.path.join(output_dir, "rd_psnr"),
                       f"{title}: RGB PSNR vs rate", max_bpp)
@@ -348,25 +392,9 @@ def write_report(curves, output_dir, title, max_bpp=2.0):
                        os.path.join(output_dir, "rd_ms_ssim"),
                        f"{title}: RGB MS-SSIM vs rate", max_bpp)
   table_path = os.path.join(output_dir, "rd_table.md")
-  with open(table_path, "w") as f:
-    f.write(f"# {title}\n\n")
-    f.write(markdown_table(curves))
-    operating_points = operating_points_table(curves)
-    if operating_points:
-      f.write("\n## Trained models, point by point\n\n")
-      f.write(operating_points)
-    consistency = consistency_table(curves)
-    if consistency:
-      f.write("\n## Measurement check: measured vs published, same codec\n\n")
-      f.write(consistency)
-    published = [reference_curves.BY_KEY[key] for key in
-                 reference_curves.BY_KEY
-                 if any(c.kind == PUBLISHED and
-                        c.label == reference_curves.BY_KEY[key].label
-                        for c in curves)]
-    if published:
-      f.write("\nPublished curves (cited, not measured here):\n\n")
-      f.writelines(f"- {p.label}: {p.source}\n" for p in published)
+  text = report_text(curves, title, anchors)
+  safe_write.write_file_atomic(table_path, lambda f: f.write(text.encode()),
+                               overwrite=True)
   paths.append(table_path)
   return paths
 

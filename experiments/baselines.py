@@ -10,7 +10,7 @@ from absl import app, flags, logging
 
 from balle import baselines, evaluation
 
-flags.DEFINE_string("images", None, "Folder of lossless test images.")
+flags.DEFINE_string("images", None, "Folder of test images.")
 flags.DEFINE_string("output_dir", "results/baselines", "Where to write.")
 flags.DEFINE_list("codecs", list(baselines.DEFAULT_CODECS),
                   f"Codecs, from {sorted(baselines.CODECS_BY_NAME)}.")
@@ -24,7 +24,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   paths = evaluation.list_image_files(FLAGS.images, FLAGS.max_images)
-  images = evaluation.load_images(paths)
+  images = evaluation.named_images(paths)
   written = baselines.run(
       baselines.get_codecs(FLAGS.codecs), images,
       evaluation.image_set_hash(paths), FLAGS.output_dir,

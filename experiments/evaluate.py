@@ -11,24 +11,27 @@ per model, sorted by bpp) and OUTPUT_DIR/per_image.csv.
 from absl import app, flags, logging
 
 from balle import evaluation
+from experiments import kodak
 
 flags.DEFINE_list("models", None, "Model folders or shipped model names.")
-flags.DEFINE_string("images", None, "Folder of lossless test images.")
+flags.DEFINE_string("images", None, "Folder of test images.")
 flags.DEFINE_string("output_dir", "results/models", "Where to write.")
 flags.DEFINE_integer("max_images", 0, "Use the first N images (0: all).")
-flags.DEFINE_string("label", evaluation.DEFAULT_MODEL_LABEL,
+flags.DEFINE_string("label", kodak.MODEL_LABEL,
                     "Curve name in results.json and plots.")
 flags.mark_flags_as_required(["models", "images"])
 FLAGS = flags.FLAGS
 
+
 def main(argv):
   del argv
   paths = evaluation.list_image_files(FLAGS.images, FLAGS.max_images)
-  images = evaluation.load_images(paths)
+  images = evaluation.named_images(paths)
   written = evaluation.evaluate_models(
       FLAGS.models, images, FLAGS.output_dir, FLAGS.label,
       evaluation.image_set_hash(paths))
   logging.info("wrote %s", ", ".join(written))
+
 
 if __name__ == "__main__":
   app.run(main)

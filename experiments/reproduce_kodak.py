@@ -8,7 +8,7 @@
    compress/decompress (balle.evaluation);
 3. measures the classic codecs through Pillow (balle.baselines, cached);
 4. plots PSNR and MS-SSIM against bpp beside published curves and writes the
-   table (balle.rd_plot).
+   table (balle.rd_plot), with the choices of experiments/kodak.py.
 
 Everything goes to --output_dir (results/kodak; results/kodak_quick with
 --quick, which uses the first 3 images and 3 settings per codec).
@@ -19,7 +19,8 @@ import sys
 
 from absl import app, flags, logging
 
-from balle import baselines, evaluation, rd_plot, reference_curves
+from balle import baselines, evaluation, rd_plot
+from experiments import kodak
 
 flags.DEFINE_string("images", "data/kodak",
                     "Folder of the Kodak PNGs (downloaded there if missing).")
@@ -43,12 +44,12 @@ def main(argv):
   output_dir = FLAGS.output_dir or (
       "results/kodak_quick" if FLAGS.quick else "results/kodak")
   try:
-    evaluation.ensure_kodak(FLAGS.images, FLAGS.download)
+    kodak.ensure_kodak(FLAGS.images, FLAGS.download)
   except FileNotFoundError as error:
     sys.exit(f"error: {error}")
   paths = evaluation.list_image_files(
       FLAGS.images, FLAGS.quick_images if FLAGS.quick else 0)
-  images = evaluation.load_images(paths)
+  images = evaluation.named_images(paths)
   image_set = evaluation.image_set_hash(paths)
   logging.info("%d images from %s (image set %s)", len(images), FLAGS.images,
                image_set[:12])
@@ -61,7 +62,7 @@ def main(argv):
   if model_names:
     written = evaluation.evaluate_models(
         model_names, images, os.path.join(output_dir, "models"),
-        image_set=image_set)
+        kodak.MODEL_LABEL, image_set)
     result_paths += [p for p in written if p.endswith(".json")]
   else:
     logging.warning("no shipped pretrained models and no --models: only the "
@@ -74,9 +75,9 @@ def main(argv):
   result_paths += [p for p in written if p.endswith(".json")]
 
   curves = rd_plot.load_curves(result_paths)
-  curves += rd_plot.published_curves(reference_curves.DEFAULT_PLOTTED)
+  curves += rd_plot.published_curves(kodak.PUBLISHED_CURVES)
   title = f"Kodak ({len(images)} image{'s' * (len(images) != 1)})"
-  written = rd_plot.write_report(curves, output_dir, title)
+  written = rd_plot.write_report(curves, output_dir, title, kodak.ANCHORS)
   logging.info("wrote %s", ", ".join(written))
   with open(os.path.join(output_dir, "rd_table.md")) as f:
     print(f.read())

@@ -1,25 +1,58 @@
-"""Adds a trained model to the package's shipped models (balle/pretrained).
+"""Adds a trained model to the shipped models in the source tree.
 
-    python -m experiments.ship_model --model_dir=runs/bls2017-0.0130/final [--overwrite]
+    python -m experiments.ship_model --model_dir=runs/bls2017-0.0130/final \
+        [--destination=balle/pretrained] [--overwrite]
 
-The weights are rounded to float16 to halve the repository size; evaluate
-the shipped model afterwards (experiments.evaluate) to see what that cost.
+Writes DESTINATION/<model name>/ (config.json, weights.npz and the training
+run's recipe.json), each file atomically. The default destination is this
+checkout's balle/pretrained, never the installed package. The weights are
+rounded to float16 to halve the repository size; evaluate the shipped model
+afterwards (experiments.evaluate) to see what that cost.
 """
+
+import os
 
 from absl import app
 from absl import flags
 
-from balle import pretrained
+from balle import model as model_lib
+from balle import safe_write
+from balle import training
+
+SOURCE_PRETRAINED = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "balle",
+    "pretrained")
 
 flags.DEFINE_string("model_dir", None, "Folder of a trained model (final/).")
+flags.DEFINE_string("destination", SOURCE_PRETRAINED,
+                    "Folder of shipped models to add it to.")
 flags.DEFINE_bool("overwrite", False, "Replace a shipped model of that name.")
 flags.mark_flag_as_required("model_dir")
 FLAGS = flags.FLAGS
 
 
+def ship(trained_directory, destination, overwrite=False):
+  """Saves a compact copy of the model in `trained_directory` (weights
+  rounded to float16: `half_precision_copy`, about half the bytes) as
+  destination/<its config name>, with the run's recipe.json beside it.
+  Returns that folder."""
+  model = model_lib.FactorizedPriorModel.load(
+      trained_directory).half_precision_copy()
+  target = os.path.join(destination, model.config.name)
+  model.save(target, overwrite=overwrite)
+  recipe = os.path.join(trained_directory, training.RECIPE_FILE)
+  if os.path.exists(recipe):
+    with open(recipe, "rb") as f:
+      recipe_bytes = f.read()
+    safe_write.write_file_atomic(os.path.join(target, training.RECIPE_FILE),
+                                 lambda f: f.write(recipe_bytes),
+                                 overwrite=overwrite)
+  return target
+
+
 def main(argv):
   del argv
-  print(pretrained.ship(FLAGS.model_dir, overwrite=FLAGS.overwrite))
+  print(ship(FLAGS.model_dir, FLAGS.destination, FLAGS.overwrite))
 
 
 if __name__ == "__main__":

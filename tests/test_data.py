@@ -41,6 +41,24 @@ def test_validation_split_depends_only_on_names():
     data.split_validation(files, 20)
 
 
+def test_expand_patterns_takes_every_image_suffix(tmp_path):
+  names = ["a.png", "b.JPG", "c.jpeg", "d.bmp", "e.tif", "f.tiff", "g.webp",
+           "h.gif", "i.txt"]
+  for name in names:
+    (tmp_path / name).write_bytes(b"")
+  found = [p.rsplit("/", 1)[1] for p in data.expand_patterns(str(tmp_path))]
+  assert found == names[:7]
+
+
+def test_load_images_channels(tmp_path):
+  files = [_write(tmp_path / "gray.png", 6, 5, mode="L"),
+           _write(tmp_path / "rgb.png", 6, 5)]
+  for channels, shapes in ((3, [(6, 5, 3)] * 2), (1, [(6, 5, 1)] * 2),
+                           (None, [(6, 5, 1), (6, 5, 3)])):
+    images, _ = data.load_images(files, channels=channels)
+    assert [a.shape for a in images] == shapes
+
+
 def test_small_images_are_skipped_and_counted(tmp_path):
   files = [_write(tmp_path / "big.png", 40, 50),
            _write(tmp_path / "narrow.png", 40, 20),

@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-import urllib.error
 
 import numpy as np
 import pytest
@@ -132,9 +131,19 @@ def test_read_results_rejects_other_json(tmp_path):
 def test_image_files_and_hash(tmp_path):
   directory = _write_images(tmp_path / "images", count=3)
   (tmp_path / "images" / "notes.txt").write_text("not an image")
+  Image.fromarray(_image(16, 24, 3)[..., 0]).save(
+      tmp_path / "images" / "gray.JPG")
   paths = evaluation.list_image_files(directory)
-  assert [os.path.basename(p) for p in paths] == ["img0.png", "img1.png",
-                                                  "img2.png"]
+  assert [os.path.basename(p) for p in paths] == ["gray.JPG", "img0.png",
+                                                  "img1.png", "img2.png"]
+  named = evaluation.named_images(paths)
+  assert [name for name, _ in named] == ["gray.JPG", "img0.png", "img1.png",
+                                         "img2.png"]
+  # Stored channels are kept: gray stays gray.
+  assert [image.shape for _, image in named] == [(16, 24, 1)] + [
+      (168, 176, 3)] * 3
+  np.testing.assert_array_equal(named[1][1], _image(168, 176, 0))
+  paths = paths[1:]
   assert len(evaluation.list_image_files(directory, max_images=2)) == 2
   digest = evaluation.image_set_hash(paths)
   assert digest == evaluation.image_set_hash(paths)
@@ -159,13 +168,16 @@ def tiny_models(tmp_path_factory):
 def test_evaluate_models_end_to_end(tmp_path, tiny_models):
   directory = _write_images(tmp_path / "images", count=2)
   paths = evaluation.list_image_files(directory)
-  images = evaluation.load_images(paths)
+  images = evaluation.named_images(paths)
   written = evaluation.evaluate_models(tiny_models, images,
-                                       str(tmp_path / "out"), image_set="x")
+                                       str(tmp_path / "out"), "Tiny models",
+                                       image_set="x")
   document = evaluation.read_results(written[0])
-  assert document["kind"] == "model"
+  assert document["kind"] == "model" and document["name"] == "Tiny models"
   assert len(document["results"]["bpp"]) == 2
-  assert sorted(document["lmbda"]) == [0.001, 0.01]
+  configs = document["model_configs"]
+  assert [c["name"] for c in configs] == document["settings"]
+  assert sorted(c["lmbda"] for c in configs) == [0.001, 0.01]
   assert all(b > 0 for b in document["results"]["bpp"])
   with open(written[1]) as f:
     rows = list(csv.DictReader(f))
@@ -197,41 +209,6 @@ def test_reproduce_kodak_quick_cli(tmp_path, tiny_models):
                "baselines/jpeg420.json", "baselines/j2k.json"):
     assert (out / name).exists(), name
   assert "JPEG 2000 9/7" in (out / "rd_table.md").read_text()
-
-
-def test_ensure_kodak_offline_names_the_flag(tmp_path, monkeypatch):
-  def offline(*args, **kwargs):
-    raise urllib.error.URLError("no network")
-  monkeypatch.setattr(evaluation.urllib.request, "urlopen", offline)
-  with pytest.raises(FileNotFoundError) as raised:
-    evaluation.ensure_kodak(str(tmp_path / "kodak"))
-  assert "--images" in str(raised.value)
-  assert "no network" in str(raised.value)
-  with pytest.raises(FileNotFoundError, match="--images"):
-    evaluation.ensure_kodak(str(tmp_path / "kodak"), download=False)
-  evaluation.ensure_kodak(_write_images(tmp_path / "present", count=1))
-
-
-def test_download_kodak_writes_files_and_resumes(tmp_path, monkeypatch):
-  requested = []
-
-  class Response(io.BytesIO):
-    def __enter__(self):
-      return self
-
-    def __exit__(self, *args):
-      return False
-
-  def fake_urlopen(url, timeout):
-    requested.append(url)
-    return Response(b"png bytes")
-  monkeypatch.setattr(evaluation.urllib.request, "urlopen", fake_urlopen)
-  (tmp_path / "kodim05.png").write_bytes(b"already here")
-  evaluation.download_kodak(str(tmp_path))
-  assert len(requested) == evaluation.NUM_KODAK_IMAGES - 1
-  assert requested[0].endswith("/kodim01.png")
-  assert (tmp_path / "kodim24.png").read_bytes() == b"png bytes"
-  assert (tmp_path / "kodim05.png").read_bytes() == b"already here"
 
 
 def test_reproduce_kodak_cli_offline_exits_with_message(tmp_path):

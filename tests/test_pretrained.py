@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -45,9 +47,34 @@ def test_tiny_images_keep_their_color():
     assert metrics.psnr_rgb(image, decoded) > 20
 
 
-def test_ship_adds_a_compact_model(tiny_model_dir, tmp_path):
-  target = pretrained.ship(tiny_model_dir, folder=str(tmp_path))
-  assert target == str(tmp_path / "tiny")
-  assert sorted(os.listdir(target)) == ["config.json", "weights.npz"]
-  with pytest.raises(FileExistsError):
-    pretrained.ship(tiny_model_dir, folder=str(tmp_path))
+def test_ship_model_writes_a_compact_model_where_asked(tiny_model_dir,
+                                                      tmp_path):
+  trained = tmp_path / "final"
+  trained.mkdir()
+  for name in ("config.json", "weights.npz"):
+    (trained / name).write_bytes(open(os.path.join(tiny_model_dir, name),
+                                      "rb").read())
+  (trained / "recipe.json").write_text('{"lmbda": 0.01}')
+  destination = tmp_path / "shipped"
+  repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+  def ship():
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.ship_model",
+         f"--model_dir={trained}", f"--destination={destination}"],
+        cwd=repository, capture_output=True, text=True, timeout=240,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), check=False)
+
+  process = ship()
+  assert process.returncode == 0, process.stderr[-2000:]
+  target = destination / "tiny"
+  assert process.stdout.strip() == str(target)
+  assert sorted(os.listdir(target)) == ["config.json", "recipe.json",
+                                        "weights.npz"]
+  assert (target / "recipe.json").read_text() == '{"lmbda": 0.01}'
+  # float16 weights: fewer bytes than the trained model's.
+  assert (os.path.getsize(target / "weights.npz") <
+          os.path.getsize(trained / "weights.npz"))
+  process = ship()  # never replaced without --overwrite
+  assert process.returncode != 0 and "FileExistsError" in process.stderr
+  assert not hasattr(pretrained, "ship")  # the registry only reads

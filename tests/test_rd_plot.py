@@ -1,5 +1,4 @@
-"""Tests of balle.rd_plot (BD-rate, interpolation, table, plots) and the
-published reference curves."""
+"""Tests of balle.rd_plot: BD-rate, interpolation, tables, plots."""
 
 import math
 import os
@@ -9,6 +8,15 @@ import pytest
 from PIL import Image
 
 from balle import baselines, rd_plot, reference_curves
+
+# The Kodak report's choices (experiments/kodak.py), as a caller passes them.
+PUBLISHED_KEYS = ("balle2017-mse", "balle2018-mse", "jpeg420-published",
+                  "j2k-opj5-published", "bpg444-published")
+ANCHORS = (
+    rd_plot.Anchor("j2k", rd_plot.MEASURED, "JPEG 2000 9/7 (measured)"),
+    rd_plot.Anchor("balle2017", rd_plot.PUBLISHED, "Ballé 2017 (published)",
+                   metrics=("psnr", "ms_ssim_db")),
+)
 
 
 def _log_curve(rates, factor=1.0):
@@ -45,22 +53,8 @@ def test_monotone_points_and_interpolation():
   assert math.isnan(rd_plot.value_at((), 0.5))
 
 
-def test_reference_curves_are_sane():
-  balle = reference_curves.BALLE2017_MSE
-  assert balle.psnr_rgb[0] == (0.119752, 26.775134)  # first published point
-  for curve in reference_curves.ALL:
-    assert curve.source and curve.label
-    for points, low, high in ((curve.psnr_rgb, 15, 50),
-                              (curve.ms_ssim_rgb, 0.5, 1.0)):
-      rates = [p[0] for p in points]
-      assert rates == sorted(rates) and 0 < rates[0] and rates[-1] <= 3
-      assert all(low < p[1] < high for p in points)
-  for key in reference_curves.DEFAULT_PLOTTED:
-    assert key in reference_curves.BY_KEY
-  # The paper's curve lies above published OpenJPEG at 1 bpp.
-  j2k = reference_curves.J2K_OPJ5
-  assert (rd_plot.value_at(balle.psnr_rgb, 1.0) >
-          rd_plot.value_at(j2k.psnr_rgb, 1.0))
+def _published():
+  return rd_plot.published_curves(PUBLISHED_KEYS)
 
 
 def _curves():
@@ -71,13 +65,17 @@ def _curves():
                       _log_curve([0.1, 0.3, 0.6, 1.2, 2.0]),
                       ((0.1, 0.85), (0.3, 0.93), (0.6, 0.96), (1.2, 0.98),
                        (2.0, 0.99)), family="j2k")
-  return [model, j2k] + rd_plot.published_curves()
+  return [model, j2k] + _published()
 
 
 def test_markdown_table():
-  table = rd_plot.markdown_table(_curves())
+  table = rd_plot.markdown_table(_curves(), ANCHORS)
   lines = table.splitlines()
-  assert lines[0].startswith("| Curve |") and "BD-rate vs Ballé 2017" in lines[0]
+  assert lines[0] == (
+      "| Curve | Kind | PSNR @ 0.25 bpp (dB) | PSNR @ 0.5 bpp (dB) | "
+      "PSNR @ 1 bpp (dB) | BD-rate vs JPEG 2000 9/7 (measured), PSNR | "
+      "BD-rate vs Ballé 2017 (published), PSNR | "
+      "BD-rate vs Ballé 2017 (published), MS-SSIM dB |")
   model_row = next(l for l in lines if l.startswith("| Model |"))
   cells = [c.strip() for c in model_row.strip("|").split("|")]
   assert cells[1] == "model"
@@ -92,25 +90,51 @@ def test_markdown_table():
   assert balle_row.count("+0.0%") == 2
 
 
+def test_markdown_table_takes_its_anchors():
+  curves = _curves()
+  model_anchor = rd_plot.Anchor("", rd_plot.MODEL, "my model",
+                                ("ms_ssim_db",))
+  missing = rd_plot.Anchor("webp", rd_plot.MEASURED, "WebP (measured)")
+  lines = rd_plot.markdown_table(curves, (model_anchor, missing)).splitlines()
+  assert lines[0].endswith("| BD-rate vs my model, MS-SSIM dB | "
+                           "BD-rate vs WebP (measured), PSNR |")
+  model_row = next(l for l in lines if l.startswith("| Model |"))
+  cells = [c.strip() for c in model_row.strip("|").split("|")]
+  assert cells[5] == "+0.0%" and cells[6] == ""  # no WebP curve: blank
+  without = rd_plot.markdown_table(curves, ()).splitlines()
+  assert without[0].endswith("| PSNR @ 1 bpp (dB) |")
+
+
 def test_blank_cells_when_out_of_range():
   short = rd_plot.Curve("Short", rd_plot.MEASURED, ((0.4, 30.0), (0.6, 31.0)),
                         ())
-  row = next(l for l in rd_plot.markdown_table([short]).splitlines()
+  row = next(l for l in rd_plot.markdown_table([short],
+                                                ANCHORS).splitlines()
              if l.startswith("| Short"))
   cells = [c.strip() for c in row.strip("|").split("|")]
   assert cells[2] == "" and cells[3] == "30.50" and cells[4] == ""
 
 
 def test_write_report(tmp_path):
-  paths = rd_plot.write_report(_curves(), str(tmp_path), "Synthetic")
-  for name in ("rd_psnr.png", "rd_psnr.pdf", "rd_ms_ssim.png",
-               "rd_ms_ssim.pdf", "rd_table.md"):
+  paths = rd_plot.write_report(_curves(), str(tmp_path), "Synthetic",
+                               ANCHORS)
+  names = ("rd_psnr.png", "rd_psnr.pdf", "rd_ms_ssim.png", "rd_ms_ssim.pdf",
+           "rd_table.md")
+  for name in names:
     path = tmp_path / name
     assert str(path) in paths and path.stat().st_size > 1000
   with Image.open(tmp_path / "rd_psnr.png") as image:
     assert image.size[0] > 800
   text = (tmp_path / "rd_table.md").read_text()
-  assert "tensorflow-compression" in text
+  assert text == rd_plot.report_text(_curves(), "Synthetic", ANCHORS)
+  # The sources of the plotted published curves, in plotting order.
+  cited = [l for l in text.splitlines() if l.startswith("- ")]
+  assert cited == [f"- {c.label}: {c.source}" for c in _published()]
+  assert all("tensorflow-compression" in l for l in cited)
+  # A rerun replaces the report through atomic writes: no temporary files.
+  rd_plot.write_report(_curves()[:1], str(tmp_path), "Again", ())
+  assert sorted(os.listdir(tmp_path)) == sorted(names)
+  assert (tmp_path / "rd_table.md").read_text().startswith("# Again\n")
 
 
 def test_baselines_and_plot_end_to_end(tmp_path):
@@ -126,8 +150,8 @@ def test_baselines_and_plot_end_to_end(tmp_path):
   curves = rd_plot.load_curves([str(tmp_path / "baselines")])
   assert sorted(c.family for c in curves) == ["j2k", "jpeg420"]
   assert all(len(c.psnr_rgb) == 3 for c in curves)
-  curves += rd_plot.published_curves()
-  rd_plot.write_report(curves, str(tmp_path / "report"), "Tiny")
+  curves += _published()
+  rd_plot.write_report(curves, str(tmp_path / "report"), "Tiny", ANCHORS)
   table = (tmp_path / "report" / "rd_table.md").read_text()
   assert "JPEG 4:2:0 (libjpeg-turbo)" in table
   assert os.path.exists(tmp_path / "report" / "rd_ms_ssim.pdf")
@@ -135,16 +159,16 @@ def test_baselines_and_plot_end_to_end(tmp_path):
 
 
 def test_consistency_table_compares_same_codec():
-  published = reference_curves.J2K_OPJ5
+  published = reference_curves.load("j2k-opj5-published")
   measured = rd_plot.Curve("OpenJPEG 5/3", rd_plot.MEASURED,
                            tuple(published.psnr_rgb),
                            tuple(published.ms_ssim_rgb), family="j2k53")
-  table = rd_plot.consistency_table([measured] + rd_plot.published_curves())
+  table = rd_plot.consistency_table([measured] + _published())
   row = next(l for l in table.splitlines() if l.startswith("| OpenJPEG 5/3"))
   cells = [c.strip() for c in row.strip("|").split("|")]
   assert cells[1] == published.label
   assert cells[4] == "0.00" and cells[5] == "+0.0%"
-  assert rd_plot.consistency_table(rd_plot.published_curves()) == ""
+  assert rd_plot.consistency_table(_published()) == ""
   # Published curves that are not plotted are still used (WebP here).
   webp = rd_plot.Curve("Mine", rd_plot.MEASURED, ((0.2, 27.0), (0.8, 34.0)),
                        (), family="webp")
@@ -152,15 +176,15 @@ def test_consistency_table_compares_same_codec():
 
 
 def test_operating_points_table_lists_single_model_points():
-  balle = reference_curves.BY_KEY["balle2017-mse"]
+  balle = reference_curves.load("balle2017-mse")
   bpp = 0.5
   published_psnr = rd_plot.value_at(tuple(balle.psnr_rgb), bpp)
   single = rd_plot.Curve("One model", rd_plot.MODEL,
                          ((bpp, published_psnr - 1.5),), ((bpp, 0.99),))
   table = rd_plot.operating_points_table(
-      [single] + rd_plot.published_curves())
+      [single] + _published(), ANCHORS[1:])
   row = next(l for l in table.splitlines() if l.startswith("| One model"))
   cells = [c.strip() for c in row.strip("|").split("|")]
   assert cells[1] == "0.5000" and cells[3] == "20.00"  # MS-SSIM .99 = 20 dB
   assert cells[4] == f"{published_psnr:.2f}" and cells[5] == "-1.50"
-  assert rd_plot.operating_points_table(rd_plot.published_curves()) == ""
+  assert rd_plot.operating_points_table(_published(), ANCHORS) == ""

@@ -3,12 +3,13 @@
 Each subfolder of this package is one model saved by
 `FactorizedPriorModel.save` (config.json + weights.npz); its folder name is
 the model's name. `DEFAULT_MODEL` is what the CLI uses without --model.
+Models are added to the source tree by experiments/ship_model.py; the
+installed package is only read.
 """
 
 import functools
 import json
 import os
-import shutil
 
 from balle import model as model_lib
 
@@ -51,20 +52,3 @@ def find_by_id(model_id):
       if json.load(f)["model_id"] == model_id.hex():
         return name
   return None
-
-
-def ship(trained_directory, overwrite=False, folder=_FOLDER):
-  """Adds the model trained into `trained_directory` (a training run's
-  final/ folder) to this package under its config name, compactly: weights
-  rounded to float16 (`half_precision_copy`), about half the bytes. The
-  training recipe.json is copied beside it. Returns the model's folder
-  (`folder` is for tests)."""
-  model = model_lib.FactorizedPriorModel.load(
-      trained_directory).half_precision_copy()
-  target = os.path.join(folder, model.config.name)
-  model.save(target, overwrite=overwrite)
-  recipe = os.path.join(trained_directory, "recipe.json")
-  if os.path.exists(recipe):
-    shutil.copyfile(recipe, os.path.join(target, "recipe.json"))
-  _load.cache_clear()
-  return target
