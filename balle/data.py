@@ -52,8 +52,21 @@ def _name_hash(path):
   return hashlib.sha256(os.path.basename(path).encode()).hexdigest()
 
 
-def split_validation(files, num_validation):
-  """(training files, validation files): hold out the smallest name hashes."""
+def split_validation(files, num_validation, validation_patterns=()):
+  """(training files, validation files).
+
+  Held out are the images matching `validation_patterns` if any are given
+  (removed from `files` where both match: a pinned set, which adding
+  training folders does not change), else the `num_validation` files with
+  the smallest name hashes.
+  """
+  if validation_patterns:
+    validation = expand_patterns(validation_patterns)
+    if not validation:
+      raise FileNotFoundError(f"no validation images match "
+                              f"{validation_patterns}")
+    names = {os.path.realpath(f) for f in validation}
+    return [f for f in files if os.path.realpath(f) not in names], validation
   if num_validation < 0 or num_validation >= len(files) > 0:
     raise ValueError(f"cannot hold out {num_validation} of {len(files)} images")
   held_out = set(sorted(files, key=_name_hash)[:num_validation])
@@ -147,7 +160,7 @@ def crop_to_multiple(image, multiple=16):
 
 
 def training_data(patterns, patchsize, batchsize, num_validation=0, seed=0,
-                  channels=3):
+                  channels=3, validation_patterns=()):
   """(PatchSampler over training images, list of validation images).
 
   Logs the number of images found, held out and skipped (smaller than the
@@ -157,7 +170,8 @@ def training_data(patterns, patchsize, batchsize, num_validation=0, seed=0,
   if not files:
     raise FileNotFoundError(f"no images ({', '.join(image_io.IMAGE_SUFFIXES)})"
                             f" match {patterns}")
-  train_files, validation_files = split_validation(files, num_validation)
+  train_files, validation_files = split_validation(files, num_validation,
+                                                   validation_patterns)
   images, num_skipped = load_images(train_files, patchsize, channels)
   validation, _ = load_images(validation_files, 0, channels)
   validation = [crop_to_multiple(a) for a in validation]

@@ -62,6 +62,12 @@ def _tf_ms_ssim(original, reconstruction):
   return tf.image.ssim_multiscale(original, reconstruction, max_val=255)
 
 
+def psnr_from_mse(mse_255):
+  """10 log10(255^2 / mse_255) in dB for a mean squared error on the 0..255
+  scale (e.g. a training batch's); inf for 0."""
+  return 10 * math.log10(255 ** 2 / mse_255) if mse_255 > 0 else math.inf
+
+
 def psnr_rgb(original, reconstruction):
   """10 log10(255^2 / MSE) in dB, MSE over all channels; inf if identical."""
   original, reconstruction = _as_uint8_pair(original, reconstruction)

@@ -35,14 +35,37 @@ def default_num_filters(channels):
   return 192 if channels == 3 else 128
 
 
+def setting(default, help, choices=None, repeated=False):  # pylint: disable=redefined-builtin
+  """A configuration field declared once: its default and its help text.
+
+  experiments/train.py makes one command-line flag of each field that has a
+  help text (`choices` makes it an enum, `repeated` a repeatable flag). The
+  help text is dataclass metadata, so it is not part of `asdict` (nor of the
+  model id)."""
+  return dataclasses.field(default=default, metadata=dict(
+      help=help, choices=choices, repeated=repeated))
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """What defines a model's architecture and training objective."""
-  lmbda: float = 0.0130
-  channels: int = 3
-  num_filters: int = 0  # 0 selects default_num_filters(channels)
-  gdn_form: str = "paper"
-  name: str = ""
+  """What defines a model's architecture and training objective.
+
+  The defaults are the paper's model (num_filters 0 = 192 for RGB, 128 for
+  gray); the training recipe overrides num_filters (balle.training).
+  """
+  lmbda: float = setting(0.0130, "Rate-distortion weight lambda: loss = "
+                         "bpp + lambda * MSE (0..255 scale).")
+  channels: int = setting(3, "Image channels the model codes: 3 (RGB) or 1 "
+                          "(gray; training images are converted to luma).",
+                          choices=(1, 3))
+  num_filters: int = setting(0, "Filters N per layer; 0: the paper's count, "
+                             "192 for RGB, 128 for gray. Training defaults "
+                             "to 128 for both: twice the steps per CPU-hour "
+                             "of 192.")
+  gdn_form: str = setting("paper", "GDN form: paper (x / sqrt(beta + sum "
+                          "gamma x^2)) or simplified (x / (beta + sum gamma "
+                          "|x|)).", choices=transforms.GDN_FORMS)
+  name: str = ""  # "" selects bls2017-mse-<lmbda>
 
   def __post_init__(self):
     if self.channels not in (1, 3):

@@ -105,7 +105,7 @@ def project_step(num_filters, images, precision="float32"):
   """The trainer's tf.function step (balle/training.py) and its model."""
   from balle import training  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  trainer = training.Trainer(training.TrainConfig(
+  trainer = training.Trainer(training.TrainConfig.create(
       model_dir=tempfile.mkdtemp(), num_filters=num_filters,
       precision=precision))
   step = trainer.train_step
@@ -333,7 +333,7 @@ def end_to_end(files):
             times_s[name].append(time.perf_counter() - step_start)
     clock["last"] = time.perf_counter()
 
-  config = training.TrainConfig(
+  config = training.TrainConfig.create(
       model_dir=tempfile.mkdtemp(), train_glob=tuple(files), num_filters=n,
       patchsize=p, batchsize=b, max_steps=FLAGS.e2e_blocks * block,
       num_validation=0, log_every=10 ** 9, checkpoint_every=10 ** 9)

@@ -41,6 +41,18 @@ def test_validation_split_depends_only_on_names():
     data.split_validation(files, 20)
 
 
+def test_pinned_validation_images_leave_training(tmp_path):
+  (tmp_path / "train").mkdir()
+  files = [_write(tmp_path / "train" / f"{i}.png", 8, 8) for i in range(4)]
+  pinned = f"{files[1]},{files[3]}"
+  train, held_out = data.split_validation(files, 2, [pinned])
+  assert held_out == [files[1], files[3]] and train == [files[0], files[2]]
+  more = files + [_write(tmp_path / "extra.png", 8, 8)]
+  assert data.split_validation(more, 2, [pinned])[1] == held_out
+  with pytest.raises(FileNotFoundError, match="validation"):
+    data.split_validation(files, 2, [str(tmp_path / "none*.png")])
+
+
 def test_expand_patterns_takes_every_image_suffix(tmp_path):
   names = ["a.png", "b.JPG", "c.jpeg", "d.bmp", "e.tif", "f.tiff", "g.webp",
            "h.gif", "i.txt"]

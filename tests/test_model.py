@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import subprocess
 import sys
@@ -20,6 +21,15 @@ def test_config_defaults_follow_the_paper():
     ModelConfig(channels=4)
   with pytest.raises(ValueError, match="gdn_form"):
     ModelConfig(gdn_form="fancy")
+
+
+def test_config_document_is_unchanged_by_flag_metadata():
+  """config.json and the model id hash dataclasses.asdict(config): the help
+  texts (field metadata) must not enter it."""
+  assert dataclasses.asdict(ModelConfig(num_filters=128)) == {
+      "lmbda": 0.013, "channels": 3, "num_filters": 128, "gdn_form": "paper",
+      "name": "bls2017-mse-0.0130"}
+  assert dataclasses.fields(ModelConfig)[0].metadata["help"]
 
 
 def test_loss_is_rate_plus_lambda_times_mse():

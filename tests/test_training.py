@@ -1,5 +1,6 @@
 """Tests of the training loop (balle/training.py) on tiny generated images."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -9,8 +10,13 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
+from balle import codec
+from balle import file_format
+from balle import metrics
 from balle import training
 from balle.model import FactorizedPriorModel
+from balle.model import ModelConfig
+from conftest import smooth_image
 
 
 def _smooth_image(height, width, seed):
@@ -37,7 +43,7 @@ def _config(model_dir, image_dir, **overrides):
                   lr_values=(), log_every=5, checkpoint_every=4,
                   validate_every=0, num_validation=1)
   settings.update(overrides)
-  return training.TrainConfig(**settings)
+  return training.TrainConfig.create(**settings)
 
 
 class _Interrupt(Exception):
@@ -58,6 +64,9 @@ def test_training_lowers_the_loss_and_writes_final_model(tmp_path, image_dir):
   with open(os.path.join(config.final_dir, training.RECIPE_FILE)) as f:
     recipe = json.load(f)
   assert recipe["steps"] == 40 and recipe["flags"]["num_filters"] == 8
+  paths = [recipe["flags"][name] for name in ("model_dir", "final_dir")]
+  assert not any(p.startswith("/") for p in paths + recipe["flags"][
+      "train_glob"])  # no absolute path of the training machine
   assert recipe["validation_bpp"] > 0 and recipe["validation_psnr_db"] > 0
   image = _smooth_image(32, 48, 3)
   string, latent_shape = final.compress(image)
@@ -126,7 +135,7 @@ def test_divergence_guard_needs_a_sustained_jump():
   assert not any(guard.diverged(loss) for loss in [50, 20, 8, 5, 4, 30, 4])
   assert [guard.diverged(400) for _ in range(3)] == [False, False, True]
   assert guard.suspect
-  assert not training.DivergenceGuard(factor=0).diverged(1e9)
+  assert not training.DivergenceGuard(factor=0, patience=1).diverged(1e9)
 
 
 def _blow_up(trainer):
@@ -237,6 +246,25 @@ def test_warm_start_copies_a_saved_model(tmp_path, image_dir):
   assert trainer.model.config.lmbda == 0.002
 
 
+def test_warm_start_widens_a_narrower_model(tmp_path, image_dir):
+  source = FactorizedPriorModel(num_filters=8, lmbda=0.05)
+  source.freeze_for_coding()
+  source.save(str(tmp_path / "source"))
+  config = _config(tmp_path / "run", image_dir, num_filters=12,
+                   init_from=str(tmp_path / "source"))
+  trainer = training.Trainer(config)
+  trainer.restore_or_initialize()
+  name = "deconv_0/kernel_real"
+  kernel = trainer.model._named_weights()[name].numpy()  # pylint: disable=protected-access
+  np.testing.assert_array_equal(
+      kernel[:8, :8], source._named_weights()[name].numpy())  # pylint: disable=protected-access
+  assert not kernel[8:, :8].any()
+  with pytest.raises(ValueError, match="more than"):
+    training.Trainer(_config(tmp_path / "narrow", image_dir, num_filters=4,
+                             init_from=str(tmp_path / "source"))
+                     ).restore_or_initialize()
+
+
 def test_finalize_only_freezes_an_unfinished_run(tmp_path, image_dir):
   config = _config(tmp_path, image_dir, max_steps=100)
 
@@ -272,3 +300,205 @@ def test_precision_auto_resolves_and_explicit_values_pass_through(tmp_path):
   assert training.resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
   config = training.TrainConfig(model_dir=str(tmp_path))
   assert config.precision in ("float32", "mixed_bfloat16")
+
+
+def test_settings_are_declared_once_and_round_trip(tmp_path):
+  model_names = {f.name for f in dataclasses.fields(ModelConfig)}
+  train_names = {f.name for f in dataclasses.fields(training.TrainConfig)}
+  assert not model_names & train_names  # flat flag names stay unambiguous
+  names = [name for name, _, _ in training.setting_fields()]
+  assert len(names) == len(set(names))
+  assert set(names) == (train_names - {"model"}) | (model_names - {"name"})
+  default = training.TrainConfig(model_dir=str(tmp_path))
+  assert default.model.num_filters == training.RECIPE_NUM_FILTERS == 128
+  assert dict((n, d) for n, d, _ in training.setting_fields())[
+      "num_filters"] == 128
+  config = training.TrainConfig.create(
+      model_dir=str(tmp_path), lmbda=0.05, channels=1, num_filters=0,
+      divergence_patience=7)
+  assert config.model == ModelConfig(lmbda=0.05, channels=1)
+  assert config.model.name == "bls2017-mse-0.0500"
+  assert config.model.num_filters == 128  # 0: the paper's count for gray
+  assert training.TrainConfig.create(**config.settings()) == config
+  with pytest.raises(ValueError, match="model_dir"):
+    training.TrainConfig()
+
+
+def test_portable_paths_hide_the_training_machine(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  inside = os.path.join(str(tmp_path), "runs", "a")
+  assert training.portable_path(inside) == os.path.join("runs", "a")
+  assert training.portable_path("runs/./b/") == os.path.join("runs", "b")
+  assert training.portable_path("/elsewhere/data/train/") == ".../data/train"
+  assert training.portable_path(f"{inside},/x/y/z/*.png") == (
+      os.path.join("runs", "a") + ",.../z/*.png")
+  assert training.portable_path("") == ""
+
+
+def test_validation_measures_whole_files_as_the_codec_writes_them(
+    tiny_model):
+  images = [smooth_image(48, 64, seed=1), smooth_image(32, 80, seed=2)]
+  bpp, psnr_db = training.validate(tiny_model, images)
+  sizes = [len(codec.compress_image(tiny_model, image)) for image in images]
+  assert bpp == pytest.approx(np.mean(
+      [8 * size / (image.shape[0] * image.shape[1])
+       for size, image in zip(sizes, images)]))
+  payload_bytes = [len(tiny_model.compress(image)[0].numpy())
+                   for image in images]
+  assert [s - p for s, p in zip(sizes, payload_bytes)] == [
+      file_format.OVERHEAD_SIZE] * 2
+  assert psnr_db == pytest.approx(np.mean(
+      [metrics.psnr_rgb(image, codec.decompress_image(
+          codec.compress_image(tiny_model, image), tiny_model))
+       for image in images]))
+
+
+def test_divergence_patience_is_a_setting(tmp_path, image_dir):
+  config = _config(tmp_path, image_dir, max_steps=12, divergence_patience=3,
+                   num_validation=0)
+  steps = []
+
+  def blow_up_once_at_step_6(trainer):
+    steps.append(int(trainer.step))
+    if int(trainer.step) == 6 and len(steps) == 6:
+      _blow_up(trainer)
+
+  training.train(config, on_step=blow_up_once_at_step_6)
+  # Steps 7, 8 and 9 are suspect; the third rolls back to ckpt-4.
+  assert steps[:9] == [1, 2, 3, 4, 5, 6, 7, 8, 5]
+
+
+def test_weight_average_is_checkpointed_validated_and_saved(tmp_path,
+                                                            image_dir):
+  decay = 0.6
+  config = _config(tmp_path, image_dir, max_steps=8, ema_decay=decay,
+                   num_validation=0)
+  records = []  # (weights, averages) after each step
+
+  def record(trainer):
+    records.append(([v.numpy() for v in trainer.variables],
+                     [a.numpy() for a in trainer.average.averages]))
+
+  def stop_at_step_5(trainer):
+    record(trainer)
+    if int(trainer.step) == 5:
+      raise _Interrupt()
+
+  with pytest.raises(_Interrupt):
+    training.train(config, on_step=stop_at_step_5)
+  trainer = training.train(config, on_step=record)  # resumes at step 5
+  assert len(records) == 8
+  for (_, previous), (weights, averages) in zip(records, records[1:]):
+    for a0, w, a in zip(previous, weights, averages):
+      np.testing.assert_allclose(a, decay * a0 + (1 - decay) * w,
+                                 rtol=1e-5, atol=1e-7)
+  final = FactorizedPriorModel.load(config.final_dir)
+  for saved, average in zip(final.trainable_variables, records[-1][1]):
+    np.testing.assert_array_equal(saved.numpy(), average)
+  assert not all(np.array_equal(w, a) for w, a in zip(*records[-1]))
+  # The weights are back in place after the average was used.
+  for weight, recorded in zip(trainer.variables, records[-1][0]):
+    np.testing.assert_array_equal(weight.numpy(), recorded)
+
+
+def test_checkpoints_resume_with_the_weight_average_turned_on_or_off(
+    tmp_path, image_dir):
+  plain = _config(tmp_path, image_dir, max_steps=4, num_validation=0)
+  training.train(plain)
+  with_average = _config(tmp_path, image_dir, max_steps=4, ema_decay=0.9)
+  resumed = training.Trainer(with_average)
+  resumed.restore_or_initialize()
+  assert int(resumed.step) == 4
+  for average, weight in zip(resumed.average.averages, resumed.variables):
+    np.testing.assert_array_equal(average.numpy(), weight.numpy())
+  resumed.average.averages[0].assign(resumed.average.averages[0] + 1)
+  resumed.save_checkpoint()  # same step, now with an average
+  again = training.Trainer(with_average)
+  again.restore_or_initialize()
+  np.testing.assert_array_equal(again.average.averages[0].numpy(),
+                                resumed.average.averages[0].numpy())
+  without = training.Trainer(plain)
+  without.restore_or_initialize()
+  assert int(without.step) == 4 and without.average is None
+
+
+def test_checkpoint_of_the_previous_code_resumes(tmp_path, image_dir):
+  """The structure the trainer checkpointed before the weight average."""
+  config = _config(tmp_path, image_dir, ema_decay=0.99)
+  old = training.Trainer(_config(tmp_path, image_dir))
+  old.step.assign(3)
+  for variable in old.variables:
+    variable.assign(variable + 0.5)
+  checkpoint = tf.train.Checkpoint(
+      model=old.model, optimizer=old.optimizer, step=old.step,
+      elapsed_s=old.elapsed_s, **old.learning_rate.variables())
+  tf.train.CheckpointManager(checkpoint, old.manager.directory, 3).save(3)
+  resumed = training.Trainer(config)
+  resumed.restore_or_initialize()
+  assert int(resumed.step) == 3
+  for restored, average, saved in zip(resumed.variables,
+                                      resumed.average.averages,
+                                      old.variables):
+    np.testing.assert_array_equal(restored.numpy(), saved.numpy())
+    np.testing.assert_array_equal(average.numpy(), saved.numpy())
+
+
+def test_prior_learning_rate_scale(tmp_path, image_dir):
+  """Adam's first step moves each weight by lr * g / (|g| + eps) ~ lr."""
+  images = tf.constant(np.stack([_smooth_image(32, 32, i) for i in range(2)]),
+                       tf.float32)
+  moves = {}
+  for scale in (1.0, 0.1):
+    trainer = training.Trainer(_config(tmp_path / str(scale), image_dir,
+                                       prior_lr_scale=scale))
+    trainer.start_schedule()
+    before = [v.numpy() for v in trainer.variables]
+    trainer.train_on(images)
+    prior = {v.ref() for v in trainer.model.prior.trainable_variables}
+    moves[scale] = {
+        part: max(np.max(np.abs(v.numpy() - b))
+                  for v, b in zip(trainer.variables, before)
+                  if (v.ref() in prior) == (part == "prior"))
+        for part in ("prior", "transforms")}
+  lr = 1e-2
+  assert moves[1.0]["prior"] == pytest.approx(lr, rel=0.02)
+  assert moves[0.1]["prior"] == pytest.approx(0.1 * lr, rel=0.02)
+  assert moves[0.1]["transforms"] == pytest.approx(lr, rel=0.02)
+
+
+def test_decoder_finetune_trains_g_s_on_rounded_latents(tmp_path, image_dir):
+  source = FactorizedPriorModel(num_filters=8)
+  source.freeze_for_coding()
+  source.save(str(tmp_path / "source"))
+  config = _config(tmp_path / "run", image_dir, max_steps=5,
+                   finetune_decoder_rounded=True, num_validation=0,
+                   init_from=str(tmp_path / "source"))
+  trainer = training.Trainer(config)
+  trainer.restore_or_initialize()
+  images = tf.constant(np.stack([_smooth_image(32, 32, i) for i in range(2)]),
+                       tf.float32)
+  expected = [float(x) for x in
+              trainer.model.rate_distortion(images, training=False)]
+  # Rounded, not noisy: the step sees exactly the coding-time loss.
+  bpp, mse_255, loss, _ = trainer.train_step(images)
+  np.testing.assert_allclose([bpp, mse_255, loss], expected, rtol=1e-6)
+  trained = training.train(config).model
+
+  def weights(model, parts):
+    return [v.numpy() for part in parts for v in getattr(model, part).variables]
+
+  for before, after in zip(weights(source, ["analysis", "prior"]),
+                           weights(trained, ["analysis", "prior"])):
+    np.testing.assert_array_equal(before, after)
+  assert not any(np.array_equal(before, after) for before, after in
+                 zip(weights(source, ["synthesis"]),
+                     weights(trained, ["synthesis"])))
+
+
+def test_logged_psnr_is_the_metrics_psnr():
+  image = smooth_image(32, 48, seed=3)
+  noisy = np.clip(image.astype(int) + np.arange(image.size).reshape(
+      image.shape) % 7 - 3, 0, 255).astype(np.uint8)
+  assert metrics.psnr_from_mse(metrics.mse_255(image, noisy)) == (
+      pytest.approx(metrics.psnr_rgb(image, noisy), abs=1e-4))
+  assert metrics.psnr_from_mse(0.0) == float("inf")
