@@ -232,10 +232,16 @@ def test_warmup_and_budget_fraction_boundaries(tmp_path):
   assert float(schedule.value) == pytest.approx(1e-4)
 
 
-def test_warm_start_copies_a_saved_model(tmp_path, image_dir):
+def _saved_source(tmp_path):
+  """A frozen 8-filter model saved in tmp_path/source."""
   source = FactorizedPriorModel(num_filters=8, lmbda=0.05)
   source.freeze_for_coding()
   source.save(str(tmp_path / "source"))
+  return source
+
+
+def test_warm_start_copies_a_saved_model(tmp_path, image_dir):
+  source = _saved_source(tmp_path)
   config = _config(tmp_path / "run", image_dir, lmbda=0.002,
                    init_from=str(tmp_path / "source"))
   trainer = training.Trainer(config)
@@ -247,9 +253,7 @@ def test_warm_start_copies_a_saved_model(tmp_path, image_dir):
 
 
 def test_warm_start_widens_a_narrower_model(tmp_path, image_dir):
-  source = FactorizedPriorModel(num_filters=8, lmbda=0.05)
-  source.freeze_for_coding()
-  source.save(str(tmp_path / "source"))
+  source = _saved_source(tmp_path)
   config = _config(tmp_path / "run", image_dir, num_filters=12,
                    init_from=str(tmp_path / "source"))
   trainer = training.Trainer(config)
