@@ -6,7 +6,10 @@ folder (default `campaign/`):
 
   campaign.json  the plan (the training flags every leg uses) and one record
                  per finished leg: steps, training pixels, wall time, final
-                 training loss, validation and Kodak figures.
+                 training loss, validation figures, and per test set
+                 (Kodak, held-out photographs) bpp, PSNR, MS-SSIM and the
+                 PSNR gaps to JPEG 2000 on the same images and (Kodak) to
+                 the published Ballé 2017 curve, at the same bpp.
   anchor/        the anchor after the last leg, frozen and rounded to float16
                  (`FactorizedPriorModel.half_precision_copy`): 4.2 MB at
                  N=128, the only thing a leg adds to git history.
@@ -19,18 +22,29 @@ number K trains with seed K, so legs draw different patches.
 import dataclasses
 import datetime
 import json
+import math
 import os
 import shutil
 import tempfile
 
 import numpy as np
 
+from balle import rd_plot
+from balle import reference_curves
 from balle.model import FactorizedPriorModel
 from balle.safe_write import write_file_atomic
 
 STATE_FILE = "campaign.json"
 ANCHOR = "anchor"
 TRAINING_RECIPE = "recipe.json"
+
+J2K_CODEC = "j2k"                  # balle.baselines: OpenJPEG 9/7
+PUBLISHED_KEY = "balle2017-mse"    # balle.reference_curves: the paper, Kodak
+# Keys of a test set's figures holding PSNR gaps (dB): the anchor's PSNR
+# minus the reference's PSNR at the anchor's bpp (negative: below it).
+GAP_J2K = "psnr_gap_j2k_db"
+GAP_PUBLISHED = "psnr_gap_balle2017_db"
+GAP_TITLES = {GAP_J2K: "JPEG 2000", GAP_PUBLISHED: "Ballé 2017"}
 
 
 @dataclasses.dataclass
@@ -47,7 +61,8 @@ class LegRecord:
   validation_bpp: float        # held-out training images, real coding
   validation_psnr_db: float
   # The float16 anchor coded as whole files, per test set (e.g. "kodak"):
-  # {"bpp": ..., "psnr_db": ..., "ms_ssim": ...}.
+  # {"bpp": ..., "psnr_db": ..., "ms_ssim": ...} and, in legs recorded since
+  # they were added, GAP_J2K and (Kodak) GAP_PUBLISHED (figures_of_test_set).
   test_sets: dict
   model_id: str
   flags: list                  # the experiments.train flags of this leg
@@ -157,28 +172,95 @@ class Campaign:
                       lambda f: f.write(text.encode()), overwrite=True)
 
   def markdown_table(self):
-    """The leg log as a Markdown table (docs/campaign.md)."""
+    """The leg log as a Markdown table (docs/campaign.md).
+
+    Per test set: bpp / PSNR / MS-SSIM, then one column per PSNR gap any
+    leg recorded for it ("-" where a leg has none)."""
     names = sorted({name for r in self.legs for name in r.test_sets},
                    key=lambda name: (name != "kodak", name))
-    rows = ["| leg | date | steps | Gpix (cumulative) | wall h (cumulative) "
-            "| train loss | validation bpp / PSNR dB | " +
-            " | ".join(f"{name} bpp / PSNR dB / MS-SSIM" for name in names) +
-            " |",
-            "|---:|---|---:|---:|---:|---:|---:|" + "---:|" * len(names)]
+    columns = []  # (test set, figure key or None for bpp / PSNR / MS-SSIM)
+    for name in names:
+      columns.append((name, None))
+      columns += [(name, gap) for gap in GAP_TITLES
+                  if any(gap in r.test_sets.get(name, {}) for r in self.legs)]
+    titles = [f"{name} bpp / PSNR dB / MS-SSIM" if key is None else
+              f"{name} PSNR gap to {GAP_TITLES[key]} dB"
+              for name, key in columns]
+    titles = ["leg", "date", "steps", "Gpix (cumulative)",
+              "wall h (cumulative)", "train loss",
+              "validation bpp / PSNR dB"] + titles
+    rows = ["| " + " | ".join(titles) + " |",
+            "|---:|---|---:|---:|---:|---:|---:|" + "---:|" * len(columns)]
     for r in self.legs:
       figures = []
-      for name in names:
+      for name, key in columns:
         f = r.test_sets.get(name)
-        figures.append("-" if f is None else
-                       f"{f['bpp']:.3f} / {f['psnr_db']:.2f} / "
-                       f"{f['ms_ssim']:.4f}")
-      rows.append(
-          f"| {r.leg} | {r.date} | {r.steps:,} | {r.gpix:.1f} "
-          f"({r.cumulative_gpix:.1f}) | {r.wall_time_s / 3600:.2f} "
-          f"({r.cumulative_wall_time_s / 3600:.2f}) | {r.train_loss:.4f} | "
-          f"{r.validation_bpp:.3f} / {r.validation_psnr_db:.2f} | " +
-          " | ".join(figures) + " |")
+        if f is None:
+          figures.append("-")
+        elif key is None:
+          figures.append(f"{f['bpp']:.3f} / {f['psnr_db']:.2f} / "
+                         f"{f['ms_ssim']:.4f}")
+        else:
+          figures.append("-" if f.get(key) is None else f"{f[key]:+.2f}")
+      cells = [str(r.leg), r.date, f"{r.steps:,}",
+               f"{r.gpix:.1f} ({r.cumulative_gpix:.1f})",
+               f"{r.wall_time_s / 3600:.2f} "
+               f"({r.cumulative_wall_time_s / 3600:.2f})",
+               f"{r.train_loss:.4f}",
+               f"{r.validation_bpp:.3f} / {r.validation_psnr_db:.2f}"]
+      rows.append("| " + " | ".join(cells + figures) + " |")
     return "\n".join(rows)
+
+  def plot_learning_curve(self, path):
+    """Writes a PNG of the PSNR gaps (dB) vs cumulative training Gpix.
+
+    One point per leg that recorded the gap: Kodak to the published Ballé
+    2017 curve and to JPEG 2000, held-out photographs to JPEG 2000 (each at
+    the anchor's bpp; 0 dB = on the reference). Written atomically, replacing
+    `path`; ValueError when no leg has a gap yet.
+    """
+    series = (("kodak", GAP_PUBLISHED, "Kodak - Ballé 2017 (published)",
+               "tab:red", "o"),
+              ("kodak", GAP_J2K, "Kodak - JPEG 2000 (measured)", "tab:green",
+               "s"),
+              ("holdout", GAP_J2K, "held-out photographs - JPEG 2000 "
+               "(measured)", "tab:blue", "^"))
+    lines = []
+    for name, key, label, color, marker in series:
+      points = [(r.cumulative_gpix, r.test_sets[name][key], r.leg)
+                for r in self.legs
+                if r.test_sets.get(name, {}).get(key) is not None]
+      if points:
+        lines.append((points, label, color, marker))
+    if not lines:
+      raise ValueError("no leg has recorded a PSNR gap yet")
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    from matplotlib import pyplot  # pylint: disable=import-outside-toplevel
+    figure, axes = pyplot.subplots(figsize=(8, 4.8))
+    axes.axhline(0.0, color="gray", linewidth=1)
+    for points, label, color, marker in lines:
+      axes.plot([p[0] for p in points], [p[1] for p in points], color=color,
+                marker=marker, label=label)
+      for gpix, gap, leg in points:
+        axes.annotate(f"{leg}", (gpix, gap), textcoords="offset points",
+                      xytext=(4, 4), fontsize=7, color=color)
+    lambda_ = self.plan["train_flags"].get("lmbda")
+    axes.set_xlabel("cumulative training pixels (Gpix, seed model included)")
+    axes.set_ylabel("PSNR gap at the anchor's bpp (dB)")
+    axes.set_title("Campaign anchor" +
+                   (f", lambda = {lambda_:g}" if lambda_ else "") +
+                   ": PSNR minus reference (labels: leg)")
+    axes.grid(True, alpha=0.4)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    try:
+      write_file_atomic(path, lambda f: figure.savefig(f, format="png",
+                                                       dpi=120),
+                        overwrite=True)
+    finally:
+      pyplot.close(figure)
+    return path
 
 
 def create(directory, train_flags, init_from, init_gpix=0.0,
@@ -195,6 +277,40 @@ def create(directory, train_flags, init_from, init_gpix=0.0,
   write_file_atomic(os.path.join(directory, STATE_FILE),
                     lambda f: f.write(text.encode()))
   return Campaign(directory)
+
+
+def figures_of_test_set(results, j2k=None, published=None):
+  """A test set's figures from a one-model results document (results.json).
+
+  {"bpp", "psnr_db", "ms_ssim"} of the model, plus GAP_J2K when `j2k` (a
+  results document of codec "j2k" on the same images) is given and
+  GAP_PUBLISHED when `published` (a reference_curves.PublishedCurve) is:
+      gap = PSNR(model) - PSNR_ref(bpp(model))   [dB],
+  PSNR_ref interpolated linearly in log(bpp) (rd_plot.value_at_log_bpp);
+  None when the model's bpp is outside the reference's range.
+  """
+  values = results["results"]
+  figures = {"bpp": values["bpp"][0], "psnr_db": values["psnr-rgb"][0],
+             "ms_ssim": values["ms-ssim-rgb"][0]}
+  references = {}
+  if j2k is not None:
+    ours, theirs = results.get("image_set"), j2k.get("image_set")
+    if ours and theirs and ours != theirs:
+      raise ValueError(f"JPEG 2000 was measured on other images (image set "
+                       f"{theirs}) than the model ({ours})")
+    references[GAP_J2K] = rd_plot.curve_from_results(j2k).psnr_rgb
+  if published is not None:
+    references[GAP_PUBLISHED] = published.psnr_rgb
+  for key, points in references.items():
+    gap = figures["psnr_db"] - rd_plot.value_at_log_bpp(points,
+                                                        figures["bpp"])
+    figures[key] = round(gap, 3) if math.isfinite(gap) else None
+  return figures
+
+
+def published_curve():
+  """The published Ballé 2017 opt-MSE Kodak curve (PUBLISHED_KEY)."""
+  return reference_curves.load(PUBLISHED_KEY)
 
 
 def final_training_loss(model_dir, last_steps=2000):

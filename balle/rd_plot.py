@@ -3,7 +3,9 @@
 A curve is a set of (bpp, PSNR dB) and (bpp, MS-SSIM) points. For tables:
 
 - PSNR at a rate r is linear interpolation in bpp between the two nearest
-  points (blank when r is outside the curve's range: no extrapolation).
+  points (blank when r is outside the curve's range: no extrapolation);
+  `value_at_log_bpp` interpolates linearly in log(bpp) instead (the campaign's
+  gaps to reference curves).
 - BD-rate (Bjontegaard delta rate) of a test curve against an anchor is the
   mean relative rate difference at equal quality,
       BD-rate = 10^(mean over D in [D_lo, D_hi] of (log10 R_test(D) -
@@ -128,6 +130,22 @@ def value_at(points, bpp):
   if bpp < rates[0] or bpp > rates[-1]:
     return math.nan
   return float(np.interp(bpp, rates, values))
+
+
+def value_at_log_bpp(points, bpp):
+  """Quality at `bpp`, linear in log(bpp) between the two nearest points:
+      v(r) = v0 + (v1 - v0) * (ln r - ln r0) / (ln r1 - ln r0),  r0 <= r <= r1
+  (PSNR is close to linear in log rate). NaN outside the points' rate range
+  (no extrapolation), for bpp <= 0, or without points."""
+  points = sorted((float(r), float(v)) for r, v in points
+                  if r > 0 and math.isfinite(r) and math.isfinite(v))
+  if not points or not bpp > 0:
+    return math.nan
+  log_rates = np.log([r for r, _ in points])
+  log_bpp = math.log(bpp)
+  if log_bpp < log_rates[0] or log_bpp > log_rates[-1]:
+    return math.nan
+  return float(np.interp(log_bpp, log_rates, [v for _, v in points]))
 
 
 def monotone_points(points):

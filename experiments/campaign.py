@@ -1,20 +1,27 @@
 """Runs the training campaign one leg at a time (docs/campaign.md).
 
     python -m experiments.campaign leg --train_glob=TRAIN_DIR --max_time_s=7500
-    python -m experiments.campaign end_leg --train_glob=TRAIN_DIR --kodak=KODAK_DIR \
-        --holdout=HOLDOUT_DIR
+    python -m experiments.campaign end_leg --train_glob=TRAIN_DIR \
+        --kodak=KODAK_DIR --holdout=HOLDOUT_DIR
     python -m experiments.campaign table
+    python -m experiments.campaign plot \
+        --output=docs/campaign_learning_curve.png
 
 `leg` trains the next leg (experiments.train with the plan's flags, warm
 started from campaign/anchor) into <work_dir>/leg-K; rerunning it resumes
 that leg. The leg runs from a copy of the code taken when it starts
 (<work_dir>/leg-K/code): AutoGraph reads a function's source file when it
 first traces it, so a run that imports the working tree crashes hours in
-when that tree is edited beside it (it happened in leg 1). Stop it early with SIGTERM (kill PID): it writes a checkpoint.
+when that tree is edited beside it (it happened in leg 1). Stop it early
+with SIGTERM (kill PID): it writes a checkpoint.
 `end_leg` freezes the leg's latest checkpoint, replaces campaign/anchor with
-its float16 copy, codes Kodak and the held-out photographs with that copy
-and appends the leg to
-campaign/campaign.json. `table` prints the leg log as Markdown.
+its float16 copy, codes Kodak and the held-out photographs with that copy,
+measures JPEG 2000 (OpenJPEG 9/7) on the same images (experiments.baselines,
+cached in <work_dir>/baselines-<set>, so later legs reuse it), and appends
+the leg to campaign/campaign.json with the PSNR gaps to JPEG 2000 and (Kodak)
+to the published Ballé 2017 curve at the anchor's bpp. `table` prints the
+leg log as Markdown; `plot` draws those gaps against cumulative training
+Gpix, one point per leg.
 """
 
 import json
@@ -28,6 +35,7 @@ from absl import app
 from absl import flags
 
 from balle import campaign as campaign_lib
+from balle import evaluation
 
 flags.DEFINE_string("campaign_dir", "campaign", "Committed campaign state.")
 flags.DEFINE_string("work_dir", "runs/campaign", "Checkpoints of the legs "
@@ -40,9 +48,11 @@ flags.DEFINE_string("kodak", "", "end_leg: Kodak folder to code the new "
 flags.DEFINE_string("holdout", "", "end_leg: folder of held-out photographs "
                     "to code it on (data/README.md; empty: none).")
 flags.DEFINE_bool("dry_run", False, "leg: print the command only.")
+flags.DEFINE_string("output", "docs/campaign_learning_curve.png",
+                    "plot: the PNG to write (replaced if it exists).")
 FLAGS = flags.FLAGS
 
-ACTIONS = ("leg", "end_leg", "table")
+ACTIONS = ("leg", "end_leg", "table", "plot")
 
 
 def _python_module(module, arguments, cwd=None):
@@ -66,36 +76,55 @@ def _code_snapshot(leg_dir):
   return snapshot
 
 
+# experiments.train flags whose values are (comma-separated) paths.
+PATH_FLAGS = ("train_glob", "validation_glob", "init_from", "model_dir")
+
+
+def _absolute_paths(flag):
+  """--name=value with path values made absolute (the leg runs elsewhere)."""
+  name, _, value = flag[2:].partition("=")
+  if name not in PATH_FLAGS or not value:
+    return flag
+  return f"--{name}=" + ",".join(os.path.abspath(v) for v in value.split(","))
+
+
 def _train(campaign, extra=()):
   """Runs the leg's experiments.train from its code snapshot."""
-  leg_dir = campaign.leg_dir(os.path.abspath(FLAGS.work_dir))
+  leg_dir = os.path.abspath(campaign.leg_dir(FLAGS.work_dir))
   os.makedirs(leg_dir, exist_ok=True)
-  absolute = campaign_lib.Campaign(os.path.abspath(FLAGS.campaign_dir))
-  flags_ = absolute.train_flags(
-      os.path.abspath(FLAGS.work_dir),
-      [os.path.abspath(p) for p in FLAGS.train_glob], FLAGS.max_time_s)
-  if not campaign.legs:  # the plan's init_from is relative to the project
-    flags_ = [f"--init_from={os.path.abspath(campaign.plan['init_from'])}"
-              if f.startswith("--init_from=") else f for f in flags_]
-  _python_module("experiments.train", flags_ + list(extra),
+  flags_ = campaign.train_flags(FLAGS.work_dir, FLAGS.train_glob,
+                                FLAGS.max_time_s)
+  _python_module("experiments.train",
+                 [_absolute_paths(f) for f in flags_] + list(extra),
                  cwd=_code_snapshot(leg_dir))
 
 
+def _jpeg2000(name, images):
+  """Results document of JPEG 2000 9/7 on `images` (cached per image set)."""
+  output_dir = os.path.join(FLAGS.work_dir, f"baselines-{name}")
+  _python_module("experiments.baselines",
+                 [f"--codecs={campaign_lib.J2K_CODEC}", f"--images={images}",
+                  f"--output_dir={output_dir}"])
+  return evaluation.read_results(
+      os.path.join(output_dir, f"{campaign_lib.J2K_CODEC}.json"))
+
+
 def _measure(model_dir):
-  """{test set: {"bpp", "psnr_db", "ms_ssim"}} of a model, whole files."""
+  """{test set: figures_of_test_set(...)} of a model, whole files."""
   figures = {}
   for name, images in (("kodak", FLAGS.kodak), ("holdout", FLAGS.holdout)):
     if not images:
       continue
+    j2k = _jpeg2000(name, images)
     with tempfile.TemporaryDirectory() as output_dir:
       _python_module("experiments.evaluate",
                      [f"--models={model_dir}", f"--images={images}",
                       f"--output_dir={output_dir}"])
       with open(os.path.join(output_dir, "results.json")) as f:
-        results = json.load(f)["results"]
-    figures[name] = {"bpp": results["bpp"][0],
-                     "psnr_db": results["psnr-rgb"][0],
-                     "ms_ssim": results["ms-ssim-rgb"][0]}
+        results = json.load(f)
+    figures[name] = campaign_lib.figures_of_test_set(
+        results, j2k=j2k,
+        published=campaign_lib.published_curve() if name == "kodak" else None)
   return figures
 
 
@@ -105,6 +134,12 @@ def main(argv):
   campaign = campaign_lib.Campaign(FLAGS.campaign_dir)
   if argv[1] == "table":
     print(campaign.markdown_table())
+    return
+  if argv[1] == "plot":
+    try:
+      print(f"wrote {campaign.plot_learning_curve(FLAGS.output)}")
+    except ValueError as error:
+      raise SystemExit(f"plot: {error}") from None
     return
   if not FLAGS.train_glob:
     raise app.UsageError("--train_glob is required")
@@ -116,6 +151,9 @@ def main(argv):
     else:
       _train(campaign)
     return
+  for images in (FLAGS.kodak, FLAGS.holdout):
+    if images:  # fail before the leg is finalized, not after Kodak is coded
+      evaluation.list_image_files(images)
   leg_dir = campaign.leg_dir(FLAGS.work_dir)
   _train(campaign, ["--finalize_only"])
   used_flags = [f for f in train_flags if not f.startswith("--max_time_s=")]

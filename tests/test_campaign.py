@@ -4,12 +4,21 @@ import json
 import os
 import shutil
 
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl.testing import flagsaver
 
+# experiments/ is not installed; import it from this checkout.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# pylint: disable=wrong-import-position
 from balle import campaign as campaign_lib
+from balle import rd_plot
+from balle import reference_curves
 from balle.model import FactorizedPriorModel
+from experiments import campaign as campaign_runner
 
 PLAN_FLAGS = {"lmbda": 0.025, "num_filters": 8, "patchsize": 64,
               "batchsize": 2, "learning_rate": 1e-4}
@@ -80,3 +89,123 @@ def test_missing_campaign_is_named(tmp_path):
 def test_training_loss_needs_summaries(tmp_path):
   with pytest.raises(ValueError, match="train/loss"):
     campaign_lib.final_training_loss(str(tmp_path))
+
+
+def _results(bpp, psnr, image_set="set-a", codec=""):
+  """A results document (balle.evaluation layout), one point per bpp."""
+  return {"name": codec or "model", "codec": codec, "image_set": image_set,
+          "results": {"bpp": list(bpp), "psnr-rgb": list(psnr),
+                      "ms-ssim-rgb": [0.97] * len(bpp)}}
+
+
+_J2K = _results([0.25, 1.0], [30.0, 34.0], codec="j2k")
+_PUBLISHED = reference_curves.PublishedCurve(
+    key="fake", family="balle2017", label="fake", citation="-", source="-",
+    psnr_rgb=((0.25, 31.0), (1.0, 35.0)), ms_ssim_rgb=())
+
+
+def test_figures_of_test_set_gaps_at_the_same_bpp():
+  figures = campaign_lib.figures_of_test_set(
+      _results([0.5], [31.0]), j2k=_J2K, published=_PUBLISHED)
+  # 0.5 bpp is halfway in log(bpp) between 0.25 and 1.0.
+  assert figures == {"bpp": 0.5, "psnr_db": 31.0, "ms_ssim": 0.97,
+                     campaign_lib.GAP_J2K: pytest.approx(-1.0),
+                     campaign_lib.GAP_PUBLISHED: pytest.approx(-2.0)}
+  outside = campaign_lib.figures_of_test_set(_results([2.0], [40.0]),
+                                             j2k=_J2K)
+  assert outside[campaign_lib.GAP_J2K] is None
+  assert campaign_lib.GAP_PUBLISHED not in outside
+  with pytest.raises(ValueError, match="other images"):
+    campaign_lib.figures_of_test_set(_results([0.5], [31.0], "set-b"),
+                                     j2k=_J2K)
+  assert campaign_lib.published_curve().family == "balle2017"
+
+
+def _record(leg, cumulative_gpix, test_sets):
+  return campaign_lib.LegRecord(
+      leg=leg, date="2026-11-23 20:00 UTC", steps=1000, gpix=2.0,
+      cumulative_gpix=cumulative_gpix, wall_time_s=7200.0,
+      cumulative_wall_time_s=7200.0 * leg, train_loss=1.0,
+      validation_bpp=0.7, validation_psnr_db=32.0, test_sets=test_sets,
+      model_id="00", flags=[])
+
+
+def test_table_and_learning_curve_show_the_gaps(tmp_path):
+  directory = str(tmp_path / "campaign")
+  campaign = campaign_lib.create(directory, PLAN_FLAGS, init_from="seed/")
+  with pytest.raises(ValueError, match="no leg"):
+    campaign.plot_learning_curve(str(tmp_path / "empty.png"))
+  old = {"kodak": {"bpp": 0.7, "psnr_db": 31.0, "ms_ssim": 0.97}}
+  kodak = dict(old["kodak"], **{campaign_lib.GAP_J2K: -1.5,
+                                campaign_lib.GAP_PUBLISHED: -2.25})
+  holdout = {"bpp": 0.8, "psnr_db": 30.0, "ms_ssim": 0.96,
+             campaign_lib.GAP_J2K: None}
+  campaign.legs = [_record(1, 6.0, old),  # recorded before the gaps existed
+                   _record(2, 8.0, {"kodak": kodak, "holdout": holdout}),
+                   _record(3, 10.0, {"kodak": dict(kodak, **{
+                       campaign_lib.GAP_PUBLISHED: -1.0})})]
+  campaign.save()
+  reloaded = campaign_lib.Campaign(directory)
+  assert reloaded.legs == campaign.legs
+  table = reloaded.markdown_table().splitlines()
+  assert table[0].endswith(
+      "| kodak bpp / PSNR dB / MS-SSIM | kodak PSNR gap to JPEG 2000 dB | "
+      "kodak PSNR gap to Ballé 2017 dB | holdout bpp / PSNR dB / MS-SSIM | "
+      "holdout PSNR gap to JPEG 2000 dB |")
+  assert table[2].endswith("| 0.700 / 31.00 / 0.9700 | - | - | - | - |")
+  assert table[3].endswith("| 0.700 / 31.00 / 0.9700 | -1.50 | -2.25 | "
+                           "0.800 / 30.00 / 0.9600 | - |")
+  assert table[4].endswith("| -1.50 | -1.00 | - | - |")
+
+  path = str(tmp_path / "curve.png")
+  for _ in range(2):  # the second call replaces the first plot
+    assert reloaded.plot_learning_curve(path) == path
+    with open(path, "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  assert sorted(os.listdir(tmp_path)) == ["campaign", "curve.png"]
+
+
+def test_runner_measures_jpeg2000_on_the_same_images(tmp_path, monkeypatch):
+  commands = []
+
+  def fake_python_module(module, arguments, cwd=None):
+    del cwd
+    commands.append((module, list(arguments)))
+    values = dict(a[2:].split("=", 1) for a in arguments)
+    if module == "experiments.baselines":
+      os.makedirs(values["output_dir"], exist_ok=True)
+      document = dict(_J2K, image_set=values["images"])
+      with open(os.path.join(values["output_dir"], "j2k.json"), "w") as f:
+        json.dump(document, f)
+    else:
+      assert module == "experiments.evaluate"
+      document = _results([0.5], [31.0], image_set=values["images"])
+      with open(os.path.join(values["output_dir"], "results.json"), "w") as f:
+        json.dump(document, f)
+
+  monkeypatch.setattr(campaign_runner, "_python_module", fake_python_module)
+  work_dir = str(tmp_path / "work")
+  with flagsaver.as_parsed(kodak="kodak/", holdout="holdout/",
+                           work_dir=work_dir):
+    figures = campaign_runner._measure("model/")
+  assert [c[0] for c in commands] == ["experiments.baselines",
+                                      "experiments.evaluate"] * 2
+  assert commands[0][1] == ["--codecs=j2k", "--images=kodak/",
+                            f"--output_dir={work_dir}/baselines-kodak"]
+  assert commands[3][1][:2] == ["--models=model/", "--images=holdout/"]
+  published = campaign_lib.published_curve()
+  assert figures["kodak"][campaign_lib.GAP_PUBLISHED] == pytest.approx(
+      31.0 - rd_plot.value_at_log_bpp(published.psnr_rgb, 0.5), abs=1e-3)
+  assert figures["kodak"][campaign_lib.GAP_J2K] == pytest.approx(-1.0)
+  assert figures["holdout"][campaign_lib.GAP_J2K] == pytest.approx(-1.0)
+  assert campaign_lib.GAP_PUBLISHED not in figures["holdout"]
+
+
+def test_runner_makes_path_flags_absolute():
+  """The leg runs from its code snapshot, elsewhere than the project."""
+  runner = campaign_runner
+  assert runner._absolute_paths("--validation_glob=a/*.png,b.png") == (  # pylint: disable=protected-access
+      f"--validation_glob={os.path.abspath('a/*.png')},"
+      f"{os.path.abspath('b.png')}")
+  assert runner._absolute_paths("--lmbda=0.025") == "--lmbda=0.025"  # pylint: disable=protected-access
+  assert runner._absolute_paths("--init_from=") == "--init_from="  # pylint: disable=protected-access

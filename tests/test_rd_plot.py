@@ -53,6 +53,21 @@ def test_monotone_points_and_interpolation():
   assert math.isnan(rd_plot.value_at((), 0.5))
 
 
+def test_value_at_log_bpp_is_linear_in_log_rate():
+  points = ((1.0, 36.0), (0.25, 30.0), (0.5, 33.0))
+  # Halfway between 0.25 and 0.5 in log rate is sqrt(0.125).
+  assert rd_plot.value_at_log_bpp(points, math.sqrt(0.125)) == (
+      pytest.approx(31.5))
+  assert rd_plot.value_at_log_bpp(points, 0.5) == pytest.approx(33.0)
+  assert rd_plot.value_at_log_bpp(points, 1.0) == pytest.approx(36.0)
+  # 0.75 bpp: 33 + 3 * log2(1.5), not the linear-in-bpp 34.5.
+  assert rd_plot.value_at_log_bpp(points, 0.75) == pytest.approx(
+      33.0 + 3.0 * math.log2(1.5))
+  for outside in (0.2, 1.01, 0.0, -1.0):
+    assert math.isnan(rd_plot.value_at_log_bpp(points, outside))
+  assert math.isnan(rd_plot.value_at_log_bpp((), 0.5))
+
+
 def _published():
   return rd_plot.published_curves(PUBLISHED_KEYS)
 
