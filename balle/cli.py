@@ -1,12 +1,14 @@
 """The `balle` command: compress, decompress and inspect .balle files.
 
     balle compress INPUT [OUTPUT] [--model=NAME_OR_DIR] [--overwrite]
-                   [--drop_alpha] [--verbose]
+                   [--drop_alpha] [--verbose] [--max_pixels=N]
     balle decompress INPUT [OUTPUT] [--model=NAME_OR_DIR] [--overwrite]
-    balle info FILE
+                     [--max_pixels=N]
+    balle info FILE [--max_pixels=N]
     balle models
 
-Errors are printed as one line on stderr with exit status 1.
+Output paths are checked before any work. Errors are printed as one line on
+stderr with exit status 1.
 """
 
 import argparse
@@ -52,8 +54,26 @@ def _parser():
   info = commands.add_parser("info", help="print a .balle file's header")
   info.add_argument("input")
 
+  for command in (compress, decompress, info):
+    command.add_argument(
+        "--max_pixels", type=_positive_int, default=_default_max_pixels(),
+        help="refuse images with more pixels than this (default "
+        "%(default)s); bounds the memory and time a file can demand")
+
   commands.add_parser("models", help="list the shipped models")
   return parser
+
+
+def _positive_int(text):
+  value = int(text)
+  if value <= 0:
+    raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+  return value
+
+
+def _default_max_pixels():
+  from balle import file_format  # pylint: disable=import-outside-toplevel
+  return file_format.DEFAULT_MAX_PIXELS
 
 
 def _default_output(path, suffix):
@@ -61,18 +81,25 @@ def _default_output(path, suffix):
 
 
 def _check_paths(input_path, output_path, overwrite):
-  if os.path.abspath(input_path) == os.path.abspath(output_path):
+  """Fails fast, before the work, on outputs that could not be written."""
+  from balle import safe_write  # pylint: disable=import-outside-toplevel
+  if not os.path.isfile(input_path):
+    raise FileNotFoundError(f"{input_path}: no such file")
+  if os.path.exists(output_path) and os.path.samefile(input_path,
+                                                       output_path):
     raise ValueError(f"output {output_path} is the input file")
   if os.path.exists(output_path) and not overwrite:
     raise FileExistsError(f"{output_path} exists; pass --overwrite to "
                           "replace it, or name another OUTPUT")
+  safe_write.check_writable(output_path, overwrite)
 
 
 def _compress(args):
   from balle import codec, image_io, metrics, pretrained, safe_write
   output = args.output or _default_output(args.input, SUFFIX)
   _check_paths(args.input, output, args.overwrite)
-  image = image_io.read_image(args.input, drop_alpha=args.drop_alpha)
+  image = image_io.read_image(args.input, drop_alpha=args.drop_alpha,
+                              max_pixels=args.max_pixels)
   model = pretrained.resolve(args.model)
   start = time.perf_counter()
   data = codec.compress_image(model, image)
@@ -84,7 +111,7 @@ def _compress(args):
         f"{metrics.bits_per_pixel(len(data), height, width):.4f} bpp")
   if args.verbose:
     start = time.perf_counter()
-    decoded = codec.decompress_image(data, model)
+    decoded = codec.decompress_image(data, model, max_pixels=None)
     decode_time_s = time.perf_counter() - start
     print(f"model {model.config.name} (lambda {model.config.lmbda}), "
           f"{width}x{height}x{image.shape[2]}, encode {encode_time_s:.3f} s, "
@@ -98,34 +125,48 @@ def _decompress(args):
   from balle import codec, file_format, image_io, pretrained
   output = args.output or _default_output(args.input, ".png")
   _check_paths(args.input, output, args.overwrite)
-  with open(args.input, "rb") as f:
-    data = f.read()
-  header, _ = file_format.unpack(data)
+  image_io.image_format(output)
+  data = _read_file(args.input)
+  header, _ = file_format.unpack(data, max_pixels=args.max_pixels)
   model_name = args.model or pretrained.find_by_id(header.model_id)
   if model_name is None:
     raise file_format.FormatError(
         f"file was made by model {header.model_id.hex()}, which is not a "
         "shipped model; pass --model=DIR")
-  image = codec.decompress_image(data, pretrained.resolve(model_name))
+  image = codec.decompress_image(data, pretrained.resolve(model_name),
+                                 max_pixels=args.max_pixels)
   image_io.write_image(output, image, overwrite=args.overwrite)
   print(f"{output}: {image.shape[1]}x{image.shape[0]}x{image.shape[2]}")
 
 
 def _info(args):
   from balle import file_format, metrics, pretrained
-  with open(args.input, "rb") as f:
-    data = f.read()
-  header, payload = file_format.unpack(data)
+  data = _read_file(args.input)
+  header, sections = file_format.unpack(data, max_pixels=args.max_pixels)
   model_name = pretrained.find_by_id(header.model_id) or "not a shipped model"
   bpp = metrics.bits_per_pixel(len(data), header.height, header.width)
+  section_bytes = sum(len(section.data) for section in sections)
+  tiles = file_format.tiles(header.height, header.width, header.tile_size)
+  tiling = (f"{len(tiles)} tile(s) of {header.tile_size}x"
+            f"{header.tile_size}" if header.tile_size else "one tile")
   print(f"file:       {args.input} ({len(data)} bytes, {bpp:.4f} bpp)")
-  print(f"format:     version {file_format.VERSION}, "
-        f"{file_format.OVERHEAD_SIZE} bytes header and checksum")
+  print(f"format:     version {header.version}, "
+        f"{len(data) - section_bytes} bytes header, table and checksum")
   print(f"image:      {header.width}x{header.height}, "
-        f"{'gray' if header.channels == 1 else 'RGB'}")
-  print(f"latents:    {header.latent_width}x{header.latent_height}x"
-        f"{header.latent_channels}, {len(payload)} bytes")
-  print(f"model:      {header.model_id.hex()} ({model_name})")
+        f"{'gray' if header.channels == 1 else 'RGB'}, {tiling}")
+  print(f"sections:   {len(sections)}, {section_bytes} bytes; first "
+        f"{'x'.join(map(str, sections[0].shape))}")
+  print(f"model:      {header.architecture} {header.model_id.hex()} "
+        f"({model_name})")
+
+
+def _read_file(path):
+  """The bytes of a .balle file, refusing anything but a regular file (a
+  FIFO or device could block or never end)."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path}: no such file")
+  with open(path, "rb") as f:
+    return f.read()
 
 
 def _models(_):

@@ -5,10 +5,14 @@ The SavedModel has two functions (also its serving signatures):
     compress(image: uint8 [H, W, C]) -> string: the complete .balle file
     decompress(data: string) -> uint8 [H, W, C]
 
-The file bytes are identical to `balle.codec.compress_image`'s: the header and
-checksum are written with `file_format.pack_tf`, the TensorFlow-op twin of
-`file_format.pack`. `decompress` checks magic, version, length, checksum and
-model id, raising InvalidArgumentError with a message that names the problem.
+It codes images that fit one tile (sides up to `codec.TILE_SIZE`, 1024
+pixels), which the library codes whole: for those, the file bytes and the
+decoded pixels are identical to `balle.codec`'s (the header and checksum are
+written with `file_format.pack_tf`, the TensorFlow-op twin of
+`file_format.pack`). Larger images, version-1 files and files of several
+tiles are refused. `decompress` checks magic, version, length, checksum,
+architecture, tile size and model id, raising InvalidArgumentError with a
+message that names the problem.
 """
 
 import os
@@ -16,6 +20,7 @@ import shutil
 
 import tensorflow as tf
 
+from balle import codec as balle_codec
 from balle import file_format
 
 
@@ -39,8 +44,10 @@ class _SavedCodec(tf.Module):
     shape = tf.shape(image)
     checks = [
         tf.debugging.assert_less_equal(
-            tf.reduce_max(shape[:2]), file_format.MAX_IMAGE_SIZE,
-            message="image is larger than 65535 pixels on a side"),
+            tf.reduce_max(shape[:2]), balle_codec.TILE_SIZE,
+            message=f"image is larger than {balle_codec.TILE_SIZE} pixels on "
+            "a side: the SavedModel codes single-tile images, the balle "
+            "library any size"),
         tf.debugging.assert_greater(tf.reduce_min(shape[:2]), 0,
                                     message="image is empty"),
         tf.debugging.Assert(
@@ -50,14 +57,30 @@ class _SavedCodec(tf.Module):
     ]
     with tf.control_dependencies(checks):
       payload, latent_shape = self.model.compress(image)
-    return file_format.pack_tf(shape[2], self.model.model_id, shape[:2],
-                               latent_shape, config.num_filters, payload)
+    return file_format.pack_tf(
+        shape[2], self.model.model_id, balle_codec.architecture(self.model),
+        shape[:2], balle_codec.TILE_SIZE, latent_shape, config.num_filters,
+        payload)
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="data")])
   def decompress(self, data):
     channels, image_shape, latent_shape, payload = file_format.unpack_tf(
-        data, self.model.model_id, self.model.config.num_filters)
-    return self.model.decompress(payload, latent_shape, image_shape, channels)
+        data, self.model.model_id, balle_codec.architecture(self.model),
+        balle_codec.TILE_SIZE, self.model.config.num_filters)
+    # As the library: decoded with the padding that bounds the range
+    # decoder's time, and refused unless it is what the range coder writes
+    # for the latents it decodes to (only then the model decodes it again).
+    entropy_model = self.model.entropy_model
+    latents = balle_codec.range_decode(
+        entropy_model, payload,
+        tf.concat([latent_shape, [self.model.config.num_filters]], 0))
+    check = tf.debugging.Assert(
+        balle_codec.check_range_code(entropy_model, latents, payload),
+        ["file is corrupted: the payload is not a range coding of its "
+         "latents"])
+    with tf.control_dependencies([check]):
+      return self.model.decompress(payload, latent_shape, image_shape,
+                                   channels)
 
 
 def export_saved_model(model, directory, overwrite=False):

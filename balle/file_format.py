@@ -1,29 +1,45 @@
-"""The .balle file format: a fixed 28-byte header, the payload, a checksum.
+"""The .balle file format: a header, a table of sections, the sections, a
+checksum. All integers are big-endian.
 
-All integers are big-endian.
+Version 2 (written since tiled coding):
 
-    offset  size  field
-    0       4     magic b"BLLE"
-    4       1     format version (1)
-    5       1     image channels: 1 (gray) or 3 (RGB)
-    6       8     model id: first 8 bytes of SHA-256 of the model's
-                  configuration and weights (see FactorizedPriorModel)
-    14      2     image height H (1..65535, JPEG's limit too)
-    16      2     image width W
-    18      2     latent height h = ceil(H / 16)
-    20      2     latent width  w = ceil(W / 16)
-    22      2     latent channels N (the model's filter count)
-    24      4     payload length L in bytes
-    28      L     range-coded latents (tensorflow-compression range coder)
-    28+L    4     Adler-32 of bytes [0, 28+L)
+    offset  size    field
+    0       4       magic b"BLLE"
+    4       1       format version (2)
+    5       1       image channels: 1 (gray) or 3 (RGB)
+    6       8       model id: first 8 bytes of SHA-256 of the model's
+                    configuration and weights (see FactorizedPriorModel)
+    14      16      architecture name, ASCII, NUL-padded (b"bls2017": the
+                    factorized prior)
+    30      2       image height H (1..65535, JPEG's limit too)
+    32      2       image width W
+    34      2       tile size T in pixels: the image is coded in T x T tiles
+                    in raster order (the last row and column may be smaller)
+    36      4       section count S
+    40      13 * S  section table; each entry: rank R (1..4), four uint16
+                    dimensions (the first R nonzero, the rest 0), byte length
+    ...     sum L   the sections' bytes, in table order
+    end-4   4       Adler-32 of all bytes before it
 
-Total overhead: 32 bytes. Adler-32 (RFC 1950) is used rather than CRC-32
-because it can be computed with vectorized tensor ops (its two sums have a
-closed form), so a SavedModel can write and check it with TensorFlow alone.
+Which sections a tile has, and their shapes, is the architecture's business
+(`balle.codec`): the factorized prior writes one section per tile, the tile's
+range-coded latents of shape (ceil(h / 16), ceil(w / 16), N). A model with a
+hyperprior would write two per tile in the same layout.
 
-This module has two implementations of the same layout: `pack`/`unpack` in
-Python for the library and CLI, and `pack_tf`/`unpack_tf` in TensorFlow ops for
-the exported SavedModel. Tests check that they agree byte for byte.
+Version 1 (read only): a fixed 28-byte header (magic, version 1, channels,
+model id, H, W, latent height, latent width, N: uint16 each, payload length:
+uint32), one payload (the whole image's latents), Adler-32. It is read as a
+version-2 file with one section covering the whole image (tile size 0).
+
+Adler-32 (RFC 1950) rather than CRC-32 because it can be computed with
+vectorized tensor ops (its two sums have a closed form), so a SavedModel can
+write and check it with TensorFlow alone. It catches accidents, not forgery:
+anyone can recompute it, so every field is also checked for consistency, and
+`unpack` refuses images above a pixel limit before anything is allocated.
+
+`pack`/`unpack` are the Python implementation; `pack_tf`/`unpack_tf` are a
+TensorFlow-op twin for single-section files (what the SavedModel writes);
+tests check that they agree byte for byte.
 """
 
 import dataclasses
@@ -33,12 +49,24 @@ import zlib
 import tensorflow as tf
 
 MAGIC = b"BLLE"
-VERSION = 1
-_HEADER = struct.Struct(">4sBB8sHHHHHI")
-HEADER_SIZE = _HEADER.size  # 28
-CHECKSUM_SIZE = 4
-OVERHEAD_SIZE = HEADER_SIZE + CHECKSUM_SIZE
+VERSION = 2
+VERSIONS_READ = (1, 2)
+FACTORIZED_PRIOR = "bls2017"  # the architecture of every version-1 file
+ARCHITECTURE_SIZE = 16
 MAX_IMAGE_SIZE = 0xFFFF
+MAX_RANK = 4
+# Like Pillow's decompression-bomb limit (89.5 Mpix warns, 179 Mpix fails):
+# 128 Mpix, e.g. 16384 x 8192; callers and `balle --max_pixels` can change it.
+DEFAULT_MAX_PIXELS = 1 << 27
+CHECKSUM_SIZE = 4
+
+_HEADER = struct.Struct(f">4sBB8s{ARCHITECTURE_SIZE}sHHHI")
+_ENTRY = struct.Struct(f">B{MAX_RANK}HI")
+_HEADER_V1 = struct.Struct(">4sBB8sHHHHHI")
+HEADER_SIZE = _HEADER.size  # 40
+ENTRY_SIZE = _ENTRY.size  # 13
+# Bytes a single-section file adds to its section: 57.
+OVERHEAD_SIZE = HEADER_SIZE + ENTRY_SIZE + CHECKSUM_SIZE
 _ADLER_MOD = 65521
 
 
@@ -48,70 +76,154 @@ class FormatError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Header:
+  """What a file says about its image. tile_size 0: one tile (version 1)."""
   channels: int
   model_id: bytes
   height: int
   width: int
-  latent_height: int
-  latent_width: int
-  latent_channels: int
+  tile_size: int
+  architecture: str = FACTORIZED_PRIOR
+  version: int = VERSION
 
 
-def pack(header, payload):
-  """Returns the complete file bytes for a header and range-coded payload."""
-  if not (1 <= header.height <= MAX_IMAGE_SIZE and
-          1 <= header.width <= MAX_IMAGE_SIZE):
-    raise FormatError(f"image size {header.height}x{header.width} is outside "
-                      f"the format's range 1..{MAX_IMAGE_SIZE}")
+@dataclasses.dataclass(frozen=True)
+class Section:
+  """One entropy-coded tensor: its shape and its bytes."""
+  shape: tuple
+  data: bytes
+
+
+def tiles(height, width, tile_size):
+  """The tiles' pixel rectangles (top, left, bottom, right), raster order;
+  tile_size 0 is one tile covering the image."""
+  size_y = tile_size or height
+  size_x = tile_size or width
+  return [(top, left, min(top + size_y, height), min(left + size_x, width))
+          for top in range(0, height, size_y)
+          for left in range(0, width, size_x)]
+
+
+def pack(header, sections):
+  """Returns the complete version-2 file bytes for a header and sections."""
+  _check_header(header)
+  if not 1 <= len(sections) <= 0xFFFFFFFF:
+    raise FormatError(f"a file holds 1..2^32-1 sections, not {len(sections)}")
+  table = []
+  for section in sections:
+    shape = tuple(int(d) for d in section.shape)
+    if not 1 <= len(shape) <= MAX_RANK or not all(
+        1 <= d <= 0xFFFF for d in shape):
+      raise FormatError(f"section shape {shape} does not fit the format")
+    table.append(_ENTRY.pack(len(shape), *shape, *[0] * (MAX_RANK - len(shape)),
+                             len(section.data)))
   head = _HEADER.pack(MAGIC, VERSION, header.channels, header.model_id,
-                      header.height, header.width, header.latent_height,
-                      header.latent_width, header.latent_channels,
-                      len(payload))
-  body = head + payload
+                      header.architecture.encode("ascii"), header.height,
+                      header.width, header.tile_size, len(sections))
+  body = b"".join([head, *table, *(bytes(s.data) for s in sections)])
   return body + struct.pack(">I", zlib.adler32(body))
 
 
-def unpack(data):
-  """Parses and validates file bytes; returns (Header, payload).
+def unpack(data, max_pixels=DEFAULT_MAX_PIXELS):
+  """Parses and validates file bytes; returns (Header, [Section]).
 
   Raises FormatError naming the problem: not a .balle file, unsupported
-  version, truncated, trailing bytes, checksum mismatch, inconsistent sizes.
+  version, truncated, trailing bytes, checksum mismatch, inconsistent fields,
+  or an image above `max_pixels` (checked before the checksum, so a forged
+  size is refused before any work proportional to it).
   """
   data = bytes(data)
-  if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
+  if len(data) < len(MAGIC) + 1 or data[:len(MAGIC)] != MAGIC:
     raise FormatError("not a .balle file (magic bytes missing)")
-  if len(data) < OVERHEAD_SIZE:
-    raise FormatError(f"file is truncated: {len(data)} bytes, shorter than "
-                      f"the {OVERHEAD_SIZE}-byte header and checksum")
-  (_, version, channels, model_id, height, width, latent_height, latent_width,
-   latent_channels, payload_size) = _HEADER.unpack_from(data)
-  if version != VERSION:
+  version = data[len(MAGIC)]
+  if version not in VERSIONS_READ:
     raise FormatError(f"unsupported format version {version} (this reader "
-                      f"knows version {VERSION})")
-  expected_size = OVERHEAD_SIZE + payload_size
+                      f"knows versions {', '.join(map(str, VERSIONS_READ))})")
+  if version == 1:
+    header, entries, body_size = _unpack_header_v1(data)
+  else:
+    header, entries, body_size = _unpack_header_v2(data)
+  _check_header(header)
+  pixels = header.height * header.width
+  if max_pixels is not None and pixels > max_pixels:
+    raise FormatError(f"image of {header.width}x{header.height} = {pixels} "
+                      f"pixels is above the limit of {max_pixels} pixels "
+                      "(max_pixels)")
+  expected_size = body_size + CHECKSUM_SIZE
   if len(data) < expected_size:
     raise FormatError(f"file is truncated: {len(data)} bytes, header "
                       f"announces {expected_size}")
   if len(data) > expected_size:
     raise FormatError(f"file has {len(data) - expected_size} unexpected "
                       "trailing bytes")
-  (checksum,) = struct.unpack_from(">I", data, HEADER_SIZE + payload_size)
-  if checksum != zlib.adler32(data[:HEADER_SIZE + payload_size]):
+  (checksum,) = struct.unpack_from(">I", data, body_size)
+  if checksum != zlib.adler32(data[:body_size]):
     raise FormatError("file is corrupted: checksum mismatch")
-  header = Header(channels, model_id, height, width, latent_height,
-                  latent_width, latent_channels)
-  _check_consistent(header)
-  return header, data[HEADER_SIZE:HEADER_SIZE + payload_size]
+  sections = []
+  offset = body_size - sum(length for _, length in entries)
+  for shape, length in entries:
+    sections.append(Section(shape, data[offset:offset + length]))
+    offset += length
+  return header, sections
 
 
-def _check_consistent(header):
+def _unpack_header_v1(data):
+  if len(data) < _HEADER_V1.size + CHECKSUM_SIZE:
+    raise FormatError(f"file is truncated: {len(data)} bytes, shorter than "
+                      f"the {_HEADER_V1.size + CHECKSUM_SIZE}-byte header and "
+                      "checksum")
+  (_, version, channels, model_id, height, width, latent_height, latent_width,
+   latent_channels, payload_size) = _HEADER_V1.unpack_from(data)
+  header = Header(channels, model_id, height, width, tile_size=0,
+                  version=version)
+  if (latent_height, latent_width) != (-(-height // 16), -(-width // 16)):
+    raise FormatError("latent shape does not match the image size")
+  if latent_channels == 0:
+    raise FormatError("invalid latent channel count 0")
+  shape = (latent_height, latent_width, latent_channels)
+  return header, [(shape, payload_size)], _HEADER_V1.size + payload_size
+
+
+def _unpack_header_v2(data):
+  if len(data) < HEADER_SIZE + CHECKSUM_SIZE:
+    raise FormatError(f"file is truncated: {len(data)} bytes, shorter than "
+                      f"the {HEADER_SIZE}-byte header and checksum")
+  (_, version, channels, model_id, architecture, height, width, tile_size,
+   count) = _HEADER.unpack_from(data)
+  name = architecture.rstrip(b"\0")
+  if not name or not all(0x21 <= c < 0x7F for c in name) or (
+      b"\0" in name):
+    raise FormatError(f"invalid architecture name {architecture!r}")
+  header = Header(channels, model_id, height, width, tile_size,
+                  name.decode("ascii"), version)
+  if tile_size == 0:
+    raise FormatError("invalid tile size 0")
+  table_end = HEADER_SIZE + count * ENTRY_SIZE
+  if count == 0 or table_end + CHECKSUM_SIZE > len(data):
+    raise FormatError(f"file is truncated or corrupted: {count} sections "
+                      f"announced in {len(data)} bytes")
+  entries = []
+  for index in range(count):
+    rank, *dims, length = _ENTRY.unpack_from(data,
+                                             HEADER_SIZE + index * ENTRY_SIZE)
+    if not 1 <= rank <= MAX_RANK or 0 in dims[:rank] or any(dims[rank:]):
+      raise FormatError(f"section {index} has an invalid shape (rank {rank}, "
+                        f"dimensions {dims})")
+    entries.append((tuple(dims[:rank]), length))
+  return header, entries, table_end + sum(length for _, length in entries)
+
+
+def _check_header(header):
   if header.channels not in (1, 3):
     raise FormatError(f"invalid channel count {header.channels}")
-  if header.height == 0 or header.width == 0:
-    raise FormatError("invalid image size 0")
-  if (header.latent_height, header.latent_width) != (
-      -(-header.height // 16), -(-header.width // 16)):
-    raise FormatError("latent shape does not match the image size")
+  if not (1 <= header.height <= MAX_IMAGE_SIZE and
+          1 <= header.width <= MAX_IMAGE_SIZE):
+    raise FormatError(f"image size {header.width}x{header.height} is outside "
+                      f"the format's range 1..{MAX_IMAGE_SIZE} per side")
+  if len(header.model_id) != 8:
+    raise FormatError("a model id has 8 bytes")
+  if not 0 < len(header.architecture) <= ARCHITECTURE_SIZE:
+    raise FormatError(f"architecture name {header.architecture!r} does not "
+                      f"fit {ARCHITECTURE_SIZE} bytes")
 
 
 # -- TensorFlow-op implementation, for SavedModels ------------------------------
@@ -142,16 +254,21 @@ def adler32_tf(data):
   return b * 65536 + a
 
 
-def pack_tf(channels, model_id, image_shape, latent_shape, latent_channels,
-            payload):
-  """`pack` in TensorFlow ops: channels an int32 scalar, shapes int32 [2]
-  tensors, payload a scalar string tensor."""
+def _architecture_field(architecture):
+  return architecture.encode("ascii").ljust(ARCHITECTURE_SIZE, b"\0")
+
+
+def pack_tf(channels, model_id, architecture, image_shape, tile_size,
+            latent_shape, latent_channels, payload):
+  """`pack` in TensorFlow ops for a single-section file: channels an int32
+  scalar, shapes int32 [2] tensors, payload a scalar string tensor."""
   fields = [
       tf.constant(MAGIC + bytes([VERSION])), _be_bytes(channels, 1),
-      tf.constant(model_id),
+      tf.constant(model_id), tf.constant(_architecture_field(architecture)),
       _be_bytes(image_shape[0], 2), _be_bytes(image_shape[1], 2),
+      tf.constant(struct.pack(">HIB", tile_size, 1, 3)),
       _be_bytes(latent_shape[0], 2), _be_bytes(latent_shape[1], 2),
-      _be_bytes(latent_channels, 2),
+      tf.constant(struct.pack(">HH", latent_channels, 0)),
       _be_bytes(tf.strings.length(payload), 4),
       payload,
   ]
@@ -170,54 +287,77 @@ def _assert_bytes_equal(value, expected, message):
   return tf.debugging.Assert(tf.equal(value, tf.constant(expected)), [message])
 
 
-def unpack_tf(data, model_id, latent_channels):
-  """`unpack` in TensorFlow ops: validates and returns
-  (channels, image_shape, latent_shape, payload); raises InvalidArgumentError
-  with a message naming the problem."""
+def unpack_tf(data, model_id, architecture, tile_size, latent_channels):
+  """`unpack` in TensorFlow ops, for single-section version-2 files of one
+  tile: validates and returns (channels, image_shape, latent_shape, payload);
+  raises InvalidArgumentError with a message naming the problem."""
   size = tf.strings.length(data)
   checks = [
-      _assert_bytes_equal(tf.strings.substr(data, 0, len(MAGIC)), MAGIC,
-                          "not a .balle file (magic bytes missing)"),
       tf.debugging.assert_greater_equal(
           size, OVERHEAD_SIZE, message="file is truncated"),
   ]
   with tf.control_dependencies(checks):
-    version = _be_int(data, 4, 1)
-    payload_size = tf.cast(_be_int(data, 24, 4), tf.int32)
-  checks = [
-      tf.debugging.assert_equal(
-          version, tf.constant(VERSION, tf.int64),
-          message="unsupported format version"),
-      tf.debugging.assert_equal(
-          size, OVERHEAD_SIZE + payload_size,
-          message="file is truncated or has trailing bytes"),
-  ]
+    checks = [
+        _assert_bytes_equal(tf.strings.substr(data, 0, len(MAGIC)), MAGIC,
+                            "not a .balle file (magic bytes missing)"),
+        tf.debugging.assert_equal(
+            _be_int(data, 4, 1), tf.constant(VERSION, tf.int64),
+            message="unsupported format version"),
+        tf.debugging.assert_equal(
+            _be_int(data, 36, 4), tf.constant(1, tf.int64),
+            message="the SavedModel decodes single-tile files only"),
+    ]
   with tf.control_dependencies(checks):
-    body = tf.strings.substr(data, 0, HEADER_SIZE + payload_size)
-    checksum = _be_int(data, HEADER_SIZE + payload_size, 4)
+    payload_size = tf.cast(_be_int(data, HEADER_SIZE + 9, 4), tf.int32)
+    checks = [
+        tf.debugging.assert_equal(
+            tf.cast(size, tf.int64),
+            OVERHEAD_SIZE + tf.cast(payload_size, tf.int64),
+            message="file is truncated or has trailing bytes"),
+    ]
+  with tf.control_dependencies(checks):
+    body = tf.strings.substr(data, 0, size - CHECKSUM_SIZE)
+    checksum = _be_int(data, size - CHECKSUM_SIZE, 4)
   checks = [
       tf.debugging.assert_equal(checksum, adler32_tf(body),
                                 message="file is corrupted: checksum mismatch"),
       _assert_bytes_equal(tf.strings.substr(data, 6, 8), model_id,
                           "file was made by a different model"),
+      _assert_bytes_equal(tf.strings.substr(data, 14, ARCHITECTURE_SIZE),
+                          _architecture_field(architecture),
+                          "file was made by another architecture"),
+      _assert_bytes_equal(
+          tf.strings.substr(data, 34, 2), struct.pack(">H", tile_size),
+          "file has another tile size than the SavedModel writes"),
+      _assert_bytes_equal(
+          tf.strings.substr(data, HEADER_SIZE, 1), b"\x03",
+          "section rank does not match the model"),
       tf.debugging.assert_equal(
-          _be_int(data, 22, 2), tf.constant(latent_channels, tf.int64),
+          _be_int(data, HEADER_SIZE + 5, 4),
+          tf.constant(latent_channels << 16, tf.int64),
           message="latent channel count does not match the model"),
   ]
   with tf.control_dependencies(checks):
     channels = tf.cast(_be_int(data, 5, 1), tf.int32)
-    image_shape = tf.cast(tf.stack([_be_int(data, 14, 2),
-                                    _be_int(data, 16, 2)]), tf.int32)
-    latent_shape = tf.cast(tf.stack([_be_int(data, 18, 2),
-                                     _be_int(data, 20, 2)]), tf.int32)
-    payload = tf.strings.substr(data, HEADER_SIZE, payload_size)
-  expected_latent = (image_shape + 15) // 16
+    image_shape = tf.cast(tf.stack([_be_int(data, 30, 2),
+                                    _be_int(data, 32, 2)]), tf.int32)
+    latent_shape = tf.cast(tf.stack([_be_int(data, HEADER_SIZE + 1, 2),
+                                     _be_int(data, HEADER_SIZE + 3, 2)]),
+                           tf.int32)
+    payload = tf.strings.substr(data, OVERHEAD_SIZE - CHECKSUM_SIZE,
+                                payload_size)
   checks = [
       tf.debugging.assert_equal(
-          latent_shape, expected_latent,
+          latent_shape, (image_shape + 15) // 16,
           message="latent shape does not match the image size"),
       tf.debugging.assert_greater(tf.reduce_min(image_shape), 0,
                                   message="invalid image size 0"),
+      tf.debugging.assert_less_equal(
+          tf.reduce_max(image_shape), tile_size,
+          message="the SavedModel decodes single-tile files only"),
+      tf.debugging.Assert(
+          tf.logical_or(tf.equal(channels, 1), tf.equal(channels, 3)),
+          ["invalid channel count", channels]),
   ]
   with tf.control_dependencies(checks):
     return (tf.identity(channels), tf.identity(image_shape),

@@ -4,27 +4,61 @@ import os
 import tempfile
 
 
+def check_writable(path, overwrite=False):
+  """Raises, naming `path`, if write_file_atomic(path) would certainly fail:
+  called before expensive work so that a bad output path fails fast."""
+  if os.path.exists(path) and not overwrite:
+    raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+  if os.path.isdir(path):
+    raise IsADirectoryError(f"{path} is a folder")
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise FileNotFoundError(f"{path}: folder {folder} does not exist")
+  if not os.access(folder, os.W_OK | os.X_OK):
+    raise PermissionError(f"{path}: folder {folder} is not writable")
+
+
 def write_file_atomic(path, write, overwrite=False):
   """Calls write(file) on a temporary file beside `path`, then renames it.
 
   Never replaces an existing `path` unless overwrite=True; a failed write
-  leaves no partial file behind.
+  leaves no partial file behind and its error names `path`. The file gets the
+  permissions the umask allows (0666 & ~umask), like open(path, "w").
   """
-  if os.path.exists(path) and not overwrite:
-    raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+  check_writable(path, overwrite)
   folder = os.path.dirname(os.path.abspath(path))
-  handle, temporary = tempfile.mkstemp(
-      dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+  try:
+    handle, temporary = tempfile.mkstemp(
+        dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+  except OSError as error:
+    raise _naming(error, path) from None
   try:
     with os.fdopen(handle, "wb") as f:
+      os.fchmod(f.fileno(), 0o666 & ~_umask())
       write(f)
     if overwrite:
       os.replace(temporary, path)
     else:
       _link_exclusive(temporary, path)
+  except OSError as error:
+    if isinstance(error, FileExistsError) or error.filename == path:
+      raise
+    raise _naming(error, path) from None
   finally:
     if os.path.exists(temporary):
       os.remove(temporary)
+
+
+def _naming(error, path):
+  """`error` as an OSError about `path` (not the hidden temporary file)."""
+  return OSError(error.errno, error.strerror or str(error), path)
+
+
+def _umask():
+  """The process umask (reading it means setting it: set it back at once)."""
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
 
 
 def _link_exclusive(source, path):

@@ -1,5 +1,8 @@
 """End to end through the `balle` command, on generated images."""
 
+import dataclasses
+import os
+import stat
 import subprocess
 import sys
 
@@ -7,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from balle import cli, image_io
+from balle import cli, codec, file_format, image_io
 from conftest import smooth_image
 
 
@@ -96,3 +99,107 @@ def test_console_script_in_a_subprocess(photo, tiny_model_dir, tmp_path):
   assert result.returncode == 1
   assert "Traceback" not in result.stderr
   assert result.stderr.strip().startswith("balle: error:")
+
+
+def _one_line_error(capsys, message):
+  err = capsys.readouterr().err
+  assert err.startswith("balle: error:") and err.count("\n") == 1, err
+  assert message in err, err
+
+
+def test_outputs_get_the_permissions_the_umask_allows(photo, tiny_model_dir,
+                                                      tmp_path):
+  previous = os.umask(0o027)
+  try:
+    assert run("compress", photo, "--model", tiny_model_dir) == 0
+    assert run("decompress", tmp_path / "photo.balle", tmp_path / "d.png",
+               "--model", tiny_model_dir) == 0
+  finally:
+    os.umask(previous)
+  for name in ("photo.balle", "d.png"):
+    assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640
+
+
+def test_output_path_is_checked_before_the_work(photo, tiny_model_dir,
+                                                tmp_path, capsys, monkeypatch):
+  assert run("compress", photo, "--model", tiny_model_dir) == 0
+  capsys.readouterr()
+
+  def no_work(*args, **kwargs):
+    raise AssertionError("the work started")
+
+  monkeypatch.setattr(codec, "decompress_image", no_work)
+  monkeypatch.setattr(codec, "compress_image", no_work)
+  coded = tmp_path / "photo.balle"
+  assert run("decompress", coded, tmp_path / "out.xyz",
+             "--model", tiny_model_dir) == 1
+  _one_line_error(capsys, "suffix '.xyz'")
+  assert run("decompress", coded, tmp_path / "no" / "out.png",
+             "--model", tiny_model_dir) == 1
+  _one_line_error(capsys, "does not exist")
+  assert run("compress", photo, tmp_path / "no" / "x.balle",
+             "--model", tiny_model_dir) == 1
+  _one_line_error(capsys, "does not exist")
+
+
+def _forged(path, mangle):
+  """Rewrites a .balle file's sections with mangle(section) and recomputes
+  the checksum, as a forger would."""
+  header, sections = file_format.unpack(path.read_bytes())
+  path.write_bytes(file_format.pack(header, [mangle(s) for s in sections]))
+
+
+@pytest.mark.parametrize("mangle,message", [
+    (lambda s: file_format.Section(s.shape, b""), "section 0 is corrupted"),
+    (lambda s: file_format.Section(s.shape, bytes(range(256))),
+     "256 bytes are not a range coding"),
+    (lambda s: file_format.Section((9, 9, 8), s.data), "section 0 has shape"),
+])
+def test_forged_files_give_one_line_errors(photo, tiny_model_dir, tmp_path,
+                                           capsys, mangle, message):
+  assert run("compress", photo, "--model", tiny_model_dir) == 0
+  coded = tmp_path / "photo.balle"
+  _forged(coded, mangle)
+  capsys.readouterr()
+  assert run("decompress", coded, tmp_path / "out.png",
+             "--model", tiny_model_dir) == 1
+  _one_line_error(capsys, message)
+  assert not (tmp_path / "out.png").exists()
+
+
+def test_pixel_limits(photo, tiny_model_dir, tmp_path, capsys):
+  assert run("compress", photo, "--model", tiny_model_dir,
+             "--max_pixels", 2000) == 1
+  _one_line_error(capsys, "above the limit of 2000 pixels")
+  assert run("compress", photo, "--model", tiny_model_dir) == 0
+  coded = tmp_path / "photo.balle"
+  capsys.readouterr()
+  assert run("info", coded, "--max_pixels", 2000) == 1
+  _one_line_error(capsys, "2745 pixels is above the limit")
+  assert run("decompress", coded, tmp_path / "out.png", "--model",
+             tiny_model_dir, "--max_pixels", 2000) == 1
+  _one_line_error(capsys, "2745 pixels is above the limit")
+  header, sections = file_format.unpack(coded.read_bytes())
+  huge = dataclasses.replace(header, height=65535, width=65535)
+  coded.write_bytes(file_format.pack(huge, sections))
+  assert run("info", coded) == 1
+  _one_line_error(capsys, "above the limit")
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "not an image"),
+    (b"BLLE\x02" + bytes(60), "not an image"),
+])
+def test_bad_inputs_to_the_encoder(tmp_path, tiny_model_dir, capsys, content,
+                                   message):
+  bad = tmp_path / "bad.png"
+  bad.write_bytes(content)
+  assert run("compress", bad, "--model", tiny_model_dir) == 1
+  _one_line_error(capsys, message)
+
+
+def test_animations_are_refused_by_name(tmp_path, tiny_model_dir, capsys):
+  frames = [Image.fromarray(smooth_image(8, 8, seed=s)) for s in range(2)]
+  frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+  assert run("compress", tmp_path / "a.gif", "--model", tiny_model_dir) == 1
+  _one_line_error(capsys, "a.gif: file has 2 frames")

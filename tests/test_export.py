@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from balle import codec
+from balle import codec, file_format
 from balle.export import export_saved_model
 from conftest import smooth_image
 
@@ -38,6 +38,18 @@ try:
   raise SystemExit("damaged file was decoded")
 except tf.errors.InvalidArgumentError as error:
   assert "checksum" in error.message, error.message
+# Forged by the test: a valid file's payload replaced, checksum recomputed.
+try:
+  codec.decompress(tf.constant(open("forged.balle", "rb").read()))
+  raise SystemExit("forged file was decoded")
+except tf.errors.InvalidArgumentError as error:
+  assert ("not a range coding" in error.message  # re-encoding differs
+          or "Sanity check" in error.message), error.message  # tfc's check
+try:
+  codec.compress(tf.zeros([1025, 3, 3], tf.uint8))
+  raise SystemExit("a two-tile image was coded")
+except tf.errors.InvalidArgumentError as error:
+  assert "single-tile" in error.message, error.message
 print("ok")
 """
 
@@ -51,6 +63,10 @@ def test_plain_tensorflow_client_is_bit_identical(tiny_model, tmp_path):
             "dot": smooth_image(1, 1)}
   for name, image in images.items():
     np.save(tmp_path / f"{name}.npy", image)
+  header, (section,) = file_format.unpack(
+      codec.compress_image(tiny_model, images["rgb"]))
+  (tmp_path / "forged.balle").write_bytes(file_format.pack(
+      header, [file_format.Section(section.shape, section.data * 2)]))
   result = subprocess.run(
       [sys.executable, "-c", _PLAIN_CLIENT, saved_model]
       + [str(tmp_path / name) for name in images],

@@ -1,31 +1,50 @@
+import struct
 import zlib
 
 import pytest
 import tensorflow as tf
 
 from balle import file_format
-from balle.file_format import FormatError, Header
+from balle.file_format import FormatError, Header, Section
 
 HEADER = Header(channels=3, model_id=bytes(range(8)), height=33, width=70,
-                latent_height=3, latent_width=5, latent_channels=192)
+                tile_size=1024)
 PAYLOAD = b"\x01\x02range-coded\xff" * 3
+SECTIONS = [Section((3, 5, 192), PAYLOAD)]
+
+
+def _recheck(data):
+  """`data` with its checksum recomputed: what a forger would do."""
+  return data[:-4] + struct.pack(">I", zlib.adler32(data[:-4]))
 
 
 def test_round_trip_and_overhead():
-  data = file_format.pack(HEADER, PAYLOAD)
+  data = file_format.pack(HEADER, SECTIONS)
   assert len(data) == len(PAYLOAD) + file_format.OVERHEAD_SIZE == \
-      len(PAYLOAD) + 32
-  assert file_format.unpack(data) == (HEADER, PAYLOAD)
+      len(PAYLOAD) + 57
+  assert file_format.unpack(data) == (HEADER, SECTIONS)
+  several = [Section((2, 3), b"a"), Section((1,), b""),
+             Section((1, 2, 3, 4), b"xyz" * 100)]
+  assert file_format.unpack(file_format.pack(HEADER, several))[1] == several
 
 
 def test_layout_is_as_documented():
-  data = file_format.pack(HEADER, PAYLOAD)
-  assert data[:4] == b"BLLE" and data[4] == 1 and data[5] == 3
+  data = file_format.pack(HEADER, SECTIONS)
+  assert data[:4] == b"BLLE" and data[4] == 2 and data[5] == 3
   assert data[6:14] == HEADER.model_id
-  assert int.from_bytes(data[14:16], "big") == 33
-  assert int.from_bytes(data[16:18], "big") == 70
-  assert int.from_bytes(data[24:28], "big") == len(PAYLOAD)
+  assert data[14:30] == b"bls2017" + bytes(9)
+  assert struct.unpack(">HHHI", data[30:40]) == (33, 70, 1024, 1)
+  assert struct.unpack(">B4HI", data[40:53]) == (3, 3, 5, 192, 0,
+                                                 len(PAYLOAD))
+  assert data[53:-4] == PAYLOAD
   assert int.from_bytes(data[-4:], "big") == zlib.adler32(data[:-4])
+
+
+def test_tiles_cover_the_image_in_raster_order():
+  assert file_format.tiles(5, 7, 0) == [(0, 0, 5, 7)]
+  assert file_format.tiles(40, 20, 16) == [
+      (0, 0, 16, 16), (0, 16, 16, 20), (16, 0, 32, 16), (16, 16, 32, 20),
+      (32, 0, 40, 16), (32, 16, 40, 20)]
 
 
 @pytest.mark.parametrize("mangle,message", [
@@ -35,17 +54,17 @@ def test_layout_is_as_documented():
     (lambda d: b"\x89PNG\r\n\x1a\n" + d[8:], "not a .balle file"),
     (lambda d: b"", "not a .balle file"),
     (lambda d: d[:4] + b"\x07" + d[5:], "version"),
-    (lambda d: d[:40] + bytes([d[40] ^ 0x10]) + d[41:], "checksum"),
-    (lambda d: d[:15] + bytes([d[15] ^ 1]) + d[16:], "checksum"),
+    (lambda d: d[:60] + bytes([d[60] ^ 0x10]) + d[61:], "checksum"),
+    (lambda d: d[:31] + bytes([d[31] ^ 1]) + d[32:], "checksum"),
 ])
 def test_damaged_files_are_rejected(mangle, message):
-  data = file_format.pack(HEADER, PAYLOAD)
+  data = file_format.pack(HEADER, SECTIONS)
   with pytest.raises(FormatError, match=message):
     file_format.unpack(mangle(data))
 
 
 def test_every_single_byte_change_is_rejected():
-  data = file_format.pack(HEADER, PAYLOAD)
+  data = file_format.pack(HEADER, SECTIONS)
   for i in range(len(data)):
     for flip in (0x01, 0x80, 0xFF):
       damaged = data[:i] + bytes([data[i] ^ flip]) + data[i + 1:]
@@ -53,37 +72,87 @@ def test_every_single_byte_change_is_rejected():
         file_format.unpack(damaged)
 
 
-def test_inconsistent_latent_shape_is_rejected():
-  bad = Header(**{**HEADER.__dict__, "latent_height": 4})
+@pytest.mark.parametrize("offset,value,message", [
+    (5, b"\x02", "channel count"),
+    (14, b"\x01", "architecture"),
+    (30, b"\x00\x00", "outside"),
+    (34, b"\x00\x00", "tile size 0"),
+    (36, b"\x00\x00\x00\x00", "0 sections"),
+    (36, b"\x7f\xff\xff\xff", "sections announced"),
+    (40, b"\x05", "invalid shape"),
+    (41, b"\x00\x00", "invalid shape"),
+    (47, b"\x00\x01", "invalid shape"),  # a dimension beyond the rank
+    (49, b"\x7f\xff\xff\xff", "truncated"),
+])
+def test_forged_fields_are_rejected_despite_a_valid_checksum(offset, value,
+                                                             message):
+  data = bytearray(file_format.pack(HEADER, SECTIONS))
+  data[offset:offset + len(value)] = value
+  with pytest.raises(FormatError, match=message):
+    file_format.unpack(_recheck(bytes(data)))
+
+
+def test_pixel_limit_is_checked_before_the_body():
+  huge = Header(3, bytes(8), 65535, 65535, 1024)
+  data = file_format.pack(huge, SECTIONS)[:60]  # truncated, too
+  with pytest.raises(FormatError, match="above the limit"):
+    file_format.unpack(data)
+  small = file_format.pack(HEADER, SECTIONS)
+  with pytest.raises(FormatError, match="2310 pixels is above the limit of "
+                     "2000 pixels"):
+    file_format.unpack(small, max_pixels=2000)
+  assert file_format.unpack(small, max_pixels=None)[0] == HEADER
+
+
+def _pack_v1(height, width, latent_shape, payload):
+  body = struct.pack(">4sBB8sHHHHHI", b"BLLE", 1, 3, bytes(8), height, width,
+                     *latent_shape, len(payload)) + payload
+  return body + struct.pack(">I", zlib.adler32(body))
+
+
+def test_version_1_reads_as_one_section():
+  header, sections = file_format.unpack(_pack_v1(33, 70, (3, 5, 192),
+                                                 PAYLOAD))
+  assert header == Header(3, bytes(8), 33, 70, tile_size=0, version=1)
+  assert sections == SECTIONS
   with pytest.raises(FormatError, match="latent shape"):
-    file_format.unpack(file_format.pack(bad, PAYLOAD))
+    file_format.unpack(_pack_v1(33, 70, (4, 5, 192), PAYLOAD))
+  with pytest.raises(FormatError, match="above the limit"):
+    file_format.unpack(_pack_v1(65535, 65535, (4096, 4096, 8), b""))
 
 
-def test_image_size_limits():
-  big = Header(**{**HEADER.__dict__, "height": 70000})
+def test_pack_refuses_what_the_format_cannot_hold():
   with pytest.raises(FormatError, match="outside"):
-    file_format.pack(big, PAYLOAD)
+    file_format.pack(Header(3, bytes(8), 70000, 1, 1024), SECTIONS)
+  with pytest.raises(FormatError, match="shape"):
+    file_format.pack(HEADER, [Section((70000,), b"")])
+  with pytest.raises(FormatError, match="sections"):
+    file_format.pack(HEADER, [])
+
+
+def _pack_tf(header, section):
+  return file_format.pack_tf(
+      tf.constant(header.channels), header.model_id, header.architecture,
+      tf.constant([header.height, header.width]), header.tile_size,
+      tf.constant(section.shape[:2]), section.shape[2],
+      tf.constant(section.data)).numpy()
 
 
 def test_tensorflow_twin_writes_the_same_bytes():
-  for header, payload in [(HEADER, PAYLOAD),
-                          (Header(1, b"\xff" * 8, 1, 1, 1, 1, 8), b""),
-                          (Header(3, b"abcdefgh", 4000, 65535, 250, 4096, 128),
-                           bytes(range(256)) * 40)]:
-    expected = file_format.pack(header, payload)
-    actual = file_format.pack_tf(
-        tf.constant(header.channels), header.model_id,
-        tf.constant([header.height, header.width]),
-        tf.constant([header.latent_height, header.latent_width]),
-        header.latent_channels, tf.constant(payload))
-    assert actual.numpy() == expected
+  for header, section in [
+      (HEADER, SECTIONS[0]),
+      (Header(1, b"\xff" * 8, 1, 1, 1024), Section((1, 1, 8), b"")),
+      (Header(3, b"abcdefgh", 1000, 1024, 1024),
+       Section((63, 64, 128), bytes(range(256)) * 40))]:
+    expected = file_format.pack(header, [section])
+    assert _pack_tf(header, section) == expected
     channels, image_shape, latent_shape, unpacked = file_format.unpack_tf(
-        tf.constant(expected), header.model_id, header.latent_channels)
+        tf.constant(expected), header.model_id, "bls2017", 1024,
+        section.shape[2])
     assert int(channels) == header.channels
     assert list(image_shape.numpy()) == [header.height, header.width]
-    assert list(latent_shape.numpy()) == [header.latent_height,
-                                          header.latent_width]
-    assert unpacked.numpy() == payload
+    assert list(latent_shape.numpy()) == list(section.shape[:2])
+    assert unpacked.numpy() == section.data
 
 
 def test_adler32_closed_form_matches_zlib():
@@ -93,16 +162,26 @@ def test_adler32_closed_form_matches_zlib():
 
 @pytest.mark.parametrize("mangle,message", [
     (lambda d: d[:-1], "truncated"),
-    (lambda d: d[:40] + bytes([d[40] ^ 0x10]) + d[41:], "checksum"),
+    (lambda d: d[:60] + bytes([d[60] ^ 0x10]) + d[61:], "checksum"),
     (lambda d: b"JUNK" + d[4:], "magic"),
+    (lambda d: _recheck(d[:4] + b"\x01" + d[5:]), "version"),
+    (lambda d: _recheck(d[:14] + b"x" + d[15:]), "architecture"),
+    (lambda d: _recheck(d[:34] + b"\x02\x00" + d[36:]), "tile size"),
+    (lambda d: _recheck(d[:30] + b"\x08\x00" + d[32:]), "latent shape"),
 ])
 def test_tensorflow_twin_rejects_damage(mangle, message):
-  data = file_format.pack(HEADER, PAYLOAD)
+  data = file_format.pack(HEADER, SECTIONS)
   with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-    file_format.unpack_tf(tf.constant(mangle(data)), HEADER.model_id, 192)
+    file_format.unpack_tf(tf.constant(mangle(data)), HEADER.model_id,
+                          "bls2017", 1024, 192)
 
 
-def test_tensorflow_twin_rejects_other_model():
-  data = file_format.pack(HEADER, PAYLOAD)
+def test_tensorflow_twin_rejects_other_model_and_several_tiles():
+  data = file_format.pack(HEADER, SECTIONS)
   with pytest.raises(tf.errors.InvalidArgumentError, match="different model"):
-    file_format.unpack_tf(tf.constant(data), b"\x00" * 8, 192)
+    file_format.unpack_tf(tf.constant(data), b"\x00" * 8, "bls2017", 1024,
+                          192)
+  data = file_format.pack(HEADER, SECTIONS * 2)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="single-tile"):
+    file_format.unpack_tf(tf.constant(data), HEADER.model_id, "bls2017",
+                          1024, 192)

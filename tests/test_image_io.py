@@ -1,3 +1,6 @@
+import struct
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -65,3 +68,66 @@ def test_existing_files_are_kept(tmp_path):
   image_io.write_image(str(path), smooth_image(4, 4), overwrite=True)
   assert image_io.read_image(str(path)).shape == (4, 4, 3)
   assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def _png_header_only(width, height):
+  """A PNG signature and IHDR claiming width x height RGB, without pixels:
+  a decompression bomb's first bytes."""
+  def chunk(kind, data):
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data)))
+  ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+  return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+          + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("width,height,message", [
+    (60000, 60000, "decompression bomb"),  # Pillow's own limit
+    (12000, 12000, "above the limit"),  # below Pillow's, above ours
+])
+def test_decompression_bombs_are_refused(tmp_path, width, height, message):
+  path = tmp_path / "bomb.png"
+  path.write_bytes(_png_header_only(width, height))
+  with pytest.raises(ValueError, match=message):
+    image_io.read_image(str(path))
+
+
+def test_pixel_limit_can_be_set(tmp_path):
+  image_io.write_image(str(tmp_path / "s.png"), smooth_image(20, 30))
+  with pytest.raises(ValueError, match="600 pixels is above the limit of 599"):
+    image_io.read_image(str(tmp_path / "s.png"), max_pixels=599)
+  assert image_io.read_image(str(tmp_path / "s.png"),
+                             max_pixels=600).shape == (20, 30, 3)
+
+
+def test_animations_and_multi_page_files_are_refused(tmp_path):
+  frames = [Image.fromarray(smooth_image(8, 8, seed=s)) for s in range(3)]
+  frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+  frames[0].save(tmp_path / "m.tiff", save_all=True, append_images=frames[1:])
+  for name in ("a.gif", "m.tiff"):
+    with pytest.raises(ValueError, match=f"{name}: file has 3 frames"):
+      image_io.read_image(str(tmp_path / name))
+
+
+@pytest.mark.parametrize("content", [
+    b"", b"\x89PNG\r\n\x1a\n", b"II*\x00" + bytes(20), b"GIF89a\xff\xff",
+    b"\xff\xd8\xff\xe0" + bytes(30)])
+def test_empty_and_broken_files_are_value_errors(tmp_path, content):
+  path = tmp_path / "broken.png"
+  path.write_bytes(content)
+  with pytest.raises(ValueError, match="broken.png"):
+    image_io.read_image(str(path))
+
+
+def test_cmyk_is_converted_with_a_warning(tmp_path):
+  Image.fromarray(smooth_image(8, 8)).convert("CMYK").save(tmp_path / "c.tif")
+  with pytest.warns(ImageConversionWarning, match="CMYK"):
+    assert image_io.read_image(str(tmp_path / "c.tif")).shape == (8, 8, 3)
+
+
+def test_output_suffix_is_checked(tmp_path):
+  assert image_io.image_format("x.PNG") == "PNG"
+  with pytest.raises(ValueError, match="suffix '.xyz'"):
+    image_io.image_format(str(tmp_path / "x.xyz"))
+  with pytest.raises(ValueError, match="suffix ''"):
+    image_io.write_image(str(tmp_path / "noext"), smooth_image(4, 4))

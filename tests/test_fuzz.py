@@ -1,0 +1,25 @@
+"""A short bounded run of the decoder fuzzer (benchmarks/fuzz_decoder.py;
+run it there with --cases=500 for the long run)."""
+
+import importlib.util
+import pathlib
+
+_PATH = (pathlib.Path(__file__).resolve().parent.parent / "benchmarks" /
+         "fuzz_decoder.py")
+
+
+def _fuzzer():
+  spec = importlib.util.spec_from_file_location("fuzz_decoder", _PATH)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_mutated_files_and_hostile_images_end_cleanly():
+  summary = _fuzzer().fuzz(cases=16, seed=12, time_limit_s=20,
+                           memory_limit_gib=4, log=lambda _: None)
+  assert summary["failures"] == []
+  assert summary["cases"] == 16 + summary["hostile_images"]
+  outcomes = " ".join(summary["counts"])
+  assert "huge_claim rejected" in outcomes
+  assert "image:bomb_60000x60000.png rejected" in outcomes
