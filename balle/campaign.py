@@ -165,11 +165,9 @@ class Campaign:
         shutil.rmtree(staging)
 
   def save(self):
-    state = {"plan": self.plan,
-             "legs": [dataclasses.asdict(record) for record in self.legs]}
-    text = json.dumps(state, indent=2) + "\n"
-    write_file_atomic(os.path.join(self.directory, STATE_FILE),
-                      lambda f: f.write(text.encode()), overwrite=True)
+    _write_state(self.directory, self.plan,
+                 [dataclasses.asdict(record) for record in self.legs],
+                 overwrite=True)
 
   def markdown_table(self):
     """The leg log as a Markdown table (docs/campaign.md).
@@ -269,14 +267,17 @@ def create(directory, train_flags, init_from, init_gpix=0.0,
   os.makedirs(directory, exist_ok=True)
   if os.path.exists(os.path.join(directory, STATE_FILE)):
     raise FileExistsError(f"{directory} already holds a campaign")
-  state = {"plan": {"train_flags": dict(train_flags), "init_from": init_from,
-                    "init_gpix": init_gpix,
-                    "init_wall_time_s": init_wall_time_s},
-           "legs": []}
-  text = json.dumps(state, indent=2) + "\n"
-  write_file_atomic(os.path.join(directory, STATE_FILE),
-                    lambda f: f.write(text.encode()))
+  plan = {"train_flags": dict(train_flags), "init_from": init_from,
+          "init_gpix": init_gpix, "init_wall_time_s": init_wall_time_s}
+  _write_state(directory, plan, [], overwrite=False)
   return Campaign(directory)
+
+
+def _write_state(directory, plan, legs, overwrite):
+  """Writes campaign.json atomically."""
+  text = json.dumps({"plan": plan, "legs": legs}, indent=2) + "\n"
+  write_file_atomic(os.path.join(directory, STATE_FILE),
+                    lambda f: f.write(text.encode()), overwrite=overwrite)
 
 
 def figures_of_test_set(results, j2k=None, published=None):

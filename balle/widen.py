@@ -20,7 +20,9 @@ Only the rate changes: the new latent channels carry a little information
 under a fresh prior, which training then puts to use or silences.
 """
 
-import numpy as np
+import dataclasses
+
+import tensorflow as tf
 
 from balle.model import FactorizedPriorModel
 
@@ -58,12 +60,8 @@ def widen(narrow, wide):
 def widened_copy(narrow, num_filters, seed=0):
   """A new (unfrozen) model with `num_filters` filters computing `narrow`'s
   reconstruction; its new weights are drawn with `seed`."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.random.set_seed(seed)
-  np.random.seed(seed)
-  config = narrow.config
-  wide = FactorizedPriorModel(type(config)(**{
-      **{f: getattr(config, f) for f in config.__dataclass_fields__},
-      "num_filters": num_filters, "name": ""}))
+  wide = FactorizedPriorModel(dataclasses.replace(
+      narrow.config, num_filters=num_filters, name=""))
   widen(narrow, wide)
   return wide
