@@ -14,6 +14,10 @@ folder (default `campaign/`):
                  (`FactorizedPriorModel.half_precision_copy`): 4.2 MB at
                  N=128, the only thing a leg adds to git history.
 
+  ladder/        the rate ladder (issue 11): one float16 model per quality
+                 1..8, each fine-tuned from its neighbour towards the anchor
+                 (`LADDER`, `Rung`), recorded in campaign.json like a leg.
+
 Adam's moments are not kept between legs (they would triple the bytes); each
 leg warms its learning rate up again over `lr_warmup_steps`. A leg with
 number K trains with seed K, so legs draw different patches.
@@ -68,6 +72,64 @@ class LegRecord:
   flags: list                  # the experiments.train flags of this leg
 
 
+@dataclasses.dataclass(frozen=True)
+class Rung:
+  """One model of the rate ladder: `quality` 1..8 of `balle compress`."""
+  quality: int
+  lmbda: float
+  num_filters: int
+
+  @property
+  def name(self):
+    return f"bls2017-mse-{self.lmbda:.4f}"
+
+
+# Issue 11's eight rates; N = 192 for the three upper ones (as CompressAI's
+# bmshj2018-factorized qualities 6-8), where N = 128 caps the quality.
+LADDER = (Rung(1, 0.0018, 128), Rung(2, 0.0035, 128), Rung(3, 0.0067, 128),
+          Rung(4, 0.0130, 128), Rung(5, 0.0250, 128), Rung(6, 0.0483, 192),
+          Rung(7, 0.0932, 192), Rung(8, 0.18, 192))
+ANCHOR_QUALITY = 5  # the anchor is this rung (its lambda and N)
+# Fine-tuning order: each rung starts from its neighbour towards the anchor
+# (one octave of lambda), so the lower chain goes 4, 3, 2, 1, the upper 6, 7,
+# 8 (6 widened from the anchor's N = 128 by balle.widen).
+LADDER_ORDER = (5, 4, 3, 2, 1, 6, 7, 8)
+LADDER_DIR = "ladder"
+
+
+def rung(quality):
+  """The rung of `quality` (1..8)."""
+  for candidate in LADDER:
+    if candidate.quality == quality:
+      return candidate
+  raise ValueError(f"no ladder rung of quality {quality}; qualities are "
+                   f"{[r.quality for r in LADDER]}")
+
+
+def parent_quality(quality):
+  """The rung a rung is fine-tuned from (None: the anchor itself)."""
+  if quality == ANCHOR_QUALITY:
+    return None
+  return quality + 1 if quality < ANCHOR_QUALITY else quality - 1
+
+
+@dataclasses.dataclass
+class RungRecord:
+  """A finished rung of the ladder: how it was made and what it measures."""
+  quality: int
+  lmbda: float
+  num_filters: int
+  date: str
+  parent: str                  # "anchor" or the parent rung's model name
+  steps: int                   # fine-tuning steps (0: the anchor as it is)
+  wall_time_s: float
+  validation_bpp: float
+  validation_psnr_db: float
+  test_sets: dict              # as LegRecord.test_sets
+  model_id: str
+  flags: list
+
+
 class Campaign:
   """The committed state of a campaign in `directory`."""
 
@@ -81,6 +143,9 @@ class Campaign:
       state = json.load(f)
     self.plan = state["plan"]
     self.legs = [LegRecord(**record) for record in state["legs"]]
+    self.ladder = [RungRecord(**record) for record in state.get("ladder", [])]
+    # JPEG 2000 measured on each test set: {set: [[bpp, PSNR dB], ...]}.
+    self.references = state.get("references", {})
 
   @property
   def anchor_dir(self):
@@ -130,9 +195,7 @@ class Campaign:
     test_sets = self._replace_anchor(anchor, measure) or {}
     record = LegRecord(
         leg=self.next_leg,
-        date=datetime.datetime.now(datetime.timezone.utc).strftime(
-            "%Y-%m-%d %H:%M UTC"),
-        steps=steps, gpix=round(gpix, 3),
+        date=_now(), steps=steps, gpix=round(gpix, 3),
         cumulative_gpix=round(previous_gpix + gpix, 3),
         wall_time_s=recipe["wall_time_s"],
         cumulative_wall_time_s=round(previous_time_s + recipe["wall_time_s"],
@@ -148,26 +211,118 @@ class Campaign:
 
   def _replace_anchor(self, model, measure=None):
     """Saves `model` as the new anchor/; returns measure(its folder)."""
-    staging = tempfile.mkdtemp(dir=self.directory, prefix=".anchor-")
-    try:
-      model.save(staging, overwrite=True)
-      figures = measure(staging) if measure else None
-      old = None
-      if os.path.exists(self.anchor_dir):
-        old = self.anchor_dir + ".old"
-        os.replace(self.anchor_dir, old)
-      os.replace(staging, self.anchor_dir)
-      if old:
-        shutil.rmtree(old)
-      return figures
-    finally:
-      if os.path.exists(staging):
-        shutil.rmtree(staging)
+    return _save_measured(model, self.anchor_dir, measure)
+
+  # -- the rate ladder --------------------------------------------------------
+
+  def rung_dir(self, quality):
+    """Committed folder of rung `quality`'s float16 model."""
+    return os.path.join(self.directory, LADDER_DIR, rung(quality).name)
+
+  def next_rung(self):
+    """The next rung to make, in LADDER_ORDER; None when all are made."""
+    made = {record.quality for record in self.ladder}
+    for quality in LADDER_ORDER:
+      if quality not in made:
+        return rung(quality)
+    return None
+
+  def rung_train_flags(self, quality, work_dir, train_globs, steps):
+    """The experiments.train flags fine-tuning rung `quality` from its parent.
+
+    The plan's flags with the rung's lambda and N, `steps` steps, one
+    validation at the end, warm-started from the parent rung's committed
+    float16 model (widened by the trainer where N grows), seed 100 + quality.
+    """
+    target = rung(quality)
+    parent = parent_quality(quality)
+    if parent is None:
+      raise ValueError(f"rung {quality} is the anchor itself, not trained")
+    if parent not in {record.quality for record in self.ladder}:
+      raise ValueError(f"rung {quality} starts from rung {parent}, which is "
+                       "not made yet")
+    plan = dict(self.plan["train_flags"], lmbda=target.lmbda,
+                num_filters=target.num_filters, max_steps=steps,
+                validate_every=steps)
+    flags = [f"--{name}={value}" for name, value in plan.items()]
+    flags += [f"--train_glob={pattern}" for pattern in train_globs]
+    flags += [f"--init_from={self.rung_dir(parent)}",
+              f"--seed={100 + quality}",
+              f"--model_dir={os.path.join(work_dir, LADDER_DIR, target.name)}"]
+    return flags
+
+  def end_rung(self, quality, final_dir=None, flags=(), measure=None):
+    """Records rung `quality`: its frozen model in `final_dir`, or for the
+    anchor's rung (final_dir None) the anchor as it is.
+
+    The float16 copy goes to rung_dir(quality) and is measured there by
+    `measure` (as in end_leg); the anchor's rung reuses the last leg's
+    figures when the anchor is that leg's model.
+    """
+    target = rung(quality)
+    if final_dir is None:
+      if quality != ANCHOR_QUALITY or not self.legs:
+        raise ValueError("only the anchor's rung is made without training, "
+                         "after at least one leg")
+      model = FactorizedPriorModel.load(self.anchor_dir)
+      last = self.legs[-1]
+      if model.model_id.hex() == last.model_id:
+        measure = None
+      recipe = {"steps": 0, "wall_time_s": 0.0,
+                "validation_bpp": last.validation_bpp,
+                "validation_psnr_db": last.validation_psnr_db}
+      parent, test_sets = ANCHOR, dict(last.test_sets)
+    else:
+      with open(os.path.join(final_dir, TRAINING_RECIPE)) as f:
+        recipe = json.load(f)
+      model = FactorizedPriorModel.load(final_dir)
+      parent, test_sets = rung(parent_quality(quality)).name, {}
+    config = model.config
+    if (config.lmbda, config.num_filters) != (target.lmbda,
+                                             target.num_filters):
+      raise ValueError(
+          f"rung {quality} is lambda {target.lmbda} N {target.num_filters}, "
+          f"the model is lambda {config.lmbda} N {config.num_filters}")
+    model = model.half_precision_copy()
+    test_sets = _save_measured(model, self.rung_dir(quality),
+                               measure) or test_sets
+    record = RungRecord(
+        quality=quality, lmbda=target.lmbda, num_filters=target.num_filters,
+        date=_now(), parent=parent, steps=int(recipe["steps"]),
+        wall_time_s=recipe["wall_time_s"],
+        validation_bpp=recipe["validation_bpp"],
+        validation_psnr_db=recipe["validation_psnr_db"], test_sets=test_sets,
+        model_id=model.model_id.hex(), flags=list(flags))
+    self.ladder = [r for r in self.ladder if r.quality != quality] + [record]
+    self.ladder.sort(key=lambda r: r.quality)
+    self.save()
+    return record
+
+  def ladder_bd_rates(self):
+    """BD-rates (%, PSNR) of the ladder's curve, {title: value}.
+
+    Kodak against the published Ballé 2017 curve, and per test set against
+    JPEG 2000 measured on the same images (`references`). Only where at
+    least two rungs were measured on the set.
+    """
+    comparisons = [("kodak", "published Ballé 2017",
+                    published_curve().psnr_rgb)]
+    comparisons += [(name, "JPEG 2000", tuple(map(tuple, points)))
+                    for name, points in sorted(self.references.items())]
+    rates = {}
+    for name, title, reference in comparisons:
+      ours = [(r.test_sets[name]["bpp"], r.test_sets[name]["psnr_db"])
+              for r in self.ladder if name in r.test_sets]
+      if len(ours) >= 2:
+        rates[f"{name} vs {title}"] = rd_plot.bd_rate(reference, ours)[0]
+    return rates
 
   def save(self):
     _write_state(self.directory, self.plan,
                  [dataclasses.asdict(record) for record in self.legs],
-                 overwrite=True)
+                 overwrite=True,
+                 ladder=[dataclasses.asdict(r) for r in self.ladder],
+                 references=self.references)
 
   def markdown_table(self):
     """The leg log as a Markdown table (docs/campaign.md).
@@ -207,6 +362,41 @@ class Campaign:
                f"{r.train_loss:.4f}",
                f"{r.validation_bpp:.3f} / {r.validation_psnr_db:.2f}"]
       rows.append("| " + " | ".join(cells + figures) + " |")
+    return "\n".join(rows)
+
+  def ladder_table(self):
+    """The ladder's rungs as a Markdown table, then its BD-rates."""
+    names = sorted({name for r in self.ladder for name in r.test_sets},
+                   key=lambda name: (name != "kodak", name))
+    titles = ["quality", "lambda", "N", "fine-tuned from", "steps", "wall h",
+              "validation bpp / PSNR dB"]
+    for name in names:
+      titles.append(f"{name} bpp / PSNR dB / MS-SSIM")
+      titles += [f"{name} PSNR gap to {GAP_TITLES[key]} dB"
+                 for key in GAP_TITLES
+                 if any(key in r.test_sets.get(name, {}) for r in self.ladder)]
+    rows = ["| " + " | ".join(titles) + " |",
+            "|" + "---:|" * len(titles)]
+    for r in self.ladder:
+      cells = [str(r.quality), f"{r.lmbda:g}", str(r.num_filters), r.parent,
+               f"{r.steps:,}", f"{r.wall_time_s / 3600:.2f}",
+               f"{r.validation_bpp:.3f} / {r.validation_psnr_db:.2f}"]
+      for name in names:
+        f = r.test_sets.get(name)
+        cells.append("-" if f is None else
+                     f"{f['bpp']:.3f} / {f['psnr_db']:.2f} / "
+                     f"{f['ms_ssim']:.4f}")
+        for key in GAP_TITLES:
+          if any(key in x.test_sets.get(name, {}) for x in self.ladder):
+            gap = (f or {}).get(key)
+            cells.append("-" if gap is None else f"{gap:+.2f}")
+      rows.append("| " + " | ".join(cells) + " |")
+    rates = self.ladder_bd_rates()
+    if rates:
+      rows.append("")
+      rows += [f"- BD-rate (PSNR), {title}: "
+               + ("-" if not math.isfinite(value) else f"{value:+.1f} %")
+               for title, value in rates.items()]
     return "\n".join(rows)
 
   def plot_learning_curve(self, path):
@@ -261,6 +451,36 @@ class Campaign:
     return path
 
 
+def _now():
+  return datetime.datetime.now(datetime.timezone.utc).strftime(
+      "%Y-%m-%d %H:%M UTC")
+
+
+def _save_measured(model, directory, measure=None):
+  """Saves `model` to `directory` (replacing it); returns measure(folder).
+
+  The model is written and measured in a staging folder beside `directory`
+  and renamed into place only when both succeeded.
+  """
+  parent = os.path.dirname(directory) or "."
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(dir=parent, prefix=".staging-")
+  try:
+    model.save(staging, overwrite=True)
+    figures = measure(staging) if measure else None
+    old = None
+    if os.path.exists(directory):
+      old = directory + ".old"
+      os.replace(directory, old)
+    os.replace(staging, directory)
+    if old:
+      shutil.rmtree(old)
+    return figures
+  finally:
+    if os.path.exists(staging):
+      shutil.rmtree(staging)
+
+
 def create(directory, train_flags, init_from, init_gpix=0.0,
            init_wall_time_s=0.0):
   """Starts a campaign: the plan only, no leg yet."""
@@ -273,9 +493,15 @@ def create(directory, train_flags, init_from, init_gpix=0.0,
   return Campaign(directory)
 
 
-def _write_state(directory, plan, legs, overwrite):
+def _write_state(directory, plan, legs, overwrite, ladder=(),
+                 references=None):
   """Writes campaign.json atomically."""
-  text = json.dumps({"plan": plan, "legs": legs}, indent=2) + "\n"
+  state = {"plan": plan, "legs": legs}
+  if ladder:
+    state["ladder"] = list(ladder)
+  if references:
+    state["references"] = references
+  text = json.dumps(state, indent=2) + "\n"
   write_file_atomic(os.path.join(directory, STATE_FILE),
                     lambda f: f.write(text.encode()), overwrite=overwrite)
 

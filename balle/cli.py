@@ -1,6 +1,7 @@
 """The `balle` command: compress, decompress and inspect .balle files.
 
-    balle compress INPUT [OUTPUT] [--model=NAME_OR_DIR] [--overwrite]
+    balle compress INPUT [OUTPUT] [--model=NAME_OR_DIR | --quality=1..8]
+                   [--overwrite]
                    [--drop_alpha] [--verbose] [--max_pixels=N]
     balle decompress INPUT [OUTPUT] [--model=NAME_OR_DIR] [--overwrite]
                      [--max_pixels=N]
@@ -32,8 +33,12 @@ def _parser():
   compress.add_argument("input", help="image file (PNG, JPEG, TIFF, WebP, ...)")
   compress.add_argument("output", nargs="?",
                         help=f"default: INPUT with suffix {SUFFIX}")
-  compress.add_argument("--model", help="shipped model name or model folder "
-                        "(default: the shipped default model)")
+  choice = compress.add_mutually_exclusive_group()
+  choice.add_argument("--model", help="shipped model name or model folder "
+                      "(default: the shipped default model)")
+  choice.add_argument("--quality", type=_positive_int,
+                      help="1 (smallest files) .. 8 (best quality): the "
+                      "shipped model of that rate (`balle models`)")
   compress.add_argument("--drop_alpha", action="store_true",
                         help="code RGBA/LA images without their alpha channel")
   compress.add_argument("--verbose", action="store_true",
@@ -100,7 +105,8 @@ def _compress(args):
   _check_paths(args.input, output, args.overwrite)
   image = image_io.read_image(args.input, drop_alpha=args.drop_alpha,
                               max_pixels=args.max_pixels)
-  model = pretrained.resolve(args.model)
+  model = pretrained.resolve(pretrained.model_for_quality(args.quality)
+                             if args.quality else args.model)
   start = time.perf_counter()
   data = codec.compress_image(model, image)
   encode_time_s = time.perf_counter() - start
@@ -170,10 +176,19 @@ def _read_file(path):
 
 
 def _models(_):
+  """One line per shipped model: quality, name, lambda, N and, where it was
+  measured when shipped, its mean Kodak bpp / PSNR / MS-SSIM."""
   from balle import pretrained
+  print(f"{'quality':>7}  {'model':<20} {'lambda':>7} {'N':>4}  "
+        "Kodak bpp / PSNR dB / MS-SSIM")
   for name in pretrained.list_models():
-    marker = " (default)" if name == pretrained.DEFAULT_MODEL else ""
-    print(f"{name}{marker}")
+    info = pretrained.describe(name)
+    kodak = info["measured"].get("kodak")
+    figures = (f"{kodak['bpp']:.3f} / {kodak['psnr_db']:.2f} / "
+               f"{kodak['ms_ssim']:.4f}" if kodak else "not measured")
+    marker = "  (default)" if name == pretrained.DEFAULT_MODEL else ""
+    print(f"{info['quality'] or '-':>7}  {name:<20} {info['lmbda']:>7g} "
+          f"{info['num_filters']:>4}  {figures}{marker}")
 
 
 def main(argv=None):

@@ -20,22 +20,45 @@ measures JPEG 2000 (OpenJPEG 9/7) on the same images (experiments.baselines,
 cached in <work_dir>/baselines-<set>, so later legs reuse it), and appends
 the leg to campaign/campaign.json with the PSNR gaps to JPEG 2000 and (Kodak)
 to the published Ballé 2017 curve at the anchor's bpp. `table` prints the
-leg log as Markdown; `plot` draws those gaps against cumulative training
-Gpix, one point per leg.
+leg log (and the ladder) as Markdown; `plot` draws those gaps against
+cumulative training Gpix, one point per leg.
+
+    python -m experiments.campaign ladder --train_glob=TRAIN_DIR \
+        --rung_steps=2000 --max_time_s=7500 --kodak=KODAK_DIR \
+        --holdout=HOLDOUT_DIR
+
+    python -m experiments.campaign ship [--replace_shipped]
+
+`ship` copies the made rungs into balle/pretrained (experiments.ship_model)
+with their measured figures (measured.json, read by `balle models`);
+--replace_shipped also deletes shipped models that are not rungs.
+
+`ladder` makes the rate ladder (balle.campaign.LADDER): the anchor becomes
+quality 5 as it is, then each missing rung is fine-tuned for --rung_steps
+from its neighbour towards the anchor (4, 3, 2, 1, then 6, 7, 8), frozen to
+float16 in campaign/ladder/ and measured like an anchor. It stops when the
+time budget is used up; rerunning it resumes the unfinished rung (same
+machine) or restarts it (a fresh one) and goes on with the rest.
 """
 
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 from absl import app
 from absl import flags
 
 from balle import campaign as campaign_lib
 from balle import evaluation
+from balle import pretrained
+from balle import rd_plot
+from balle import safe_write
+from experiments import ship_model
 
 flags.DEFINE_string("campaign_dir", "campaign", "Committed campaign state.")
 flags.DEFINE_string("work_dir", "runs/campaign", "Checkpoints of the legs "
@@ -47,12 +70,16 @@ flags.DEFINE_string("kodak", "", "end_leg: Kodak folder to code the new "
                     "anchor on (empty: none).")
 flags.DEFINE_string("holdout", "", "end_leg: folder of held-out photographs "
                     "to code it on (data/README.md; empty: none).")
+flags.DEFINE_integer("rung_steps", 2000, "ladder: fine-tuning steps per "
+                     "rung.")
 flags.DEFINE_bool("dry_run", False, "leg: print the command only.")
+flags.DEFINE_bool("replace_shipped", False, "ship: delete shipped models "
+                  "that are not rungs of the ladder.")
 flags.DEFINE_string("output", "docs/campaign_learning_curve.png",
                     "plot: the PNG to write (replaced if it exists).")
 FLAGS = flags.FLAGS
 
-ACTIONS = ("leg", "end_leg", "table", "plot")
+ACTIONS = ("leg", "end_leg", "ladder", "ship", "table", "plot")
 
 
 def _python_module(module, arguments, cwd=None):
@@ -94,9 +121,14 @@ def _train(campaign, extra=()):
   os.makedirs(leg_dir, exist_ok=True)
   flags_ = campaign.train_flags(FLAGS.work_dir, FLAGS.train_glob,
                                 FLAGS.max_time_s)
-  _python_module("experiments.train",
-                 [_absolute_paths(f) for f in flags_] + list(extra),
-                 cwd=_code_snapshot(leg_dir))
+  _run_train(flags_ + list(extra), leg_dir)
+
+
+def _run_train(flags_, snapshot_dir):
+  """experiments.train with `flags_`, from the code snapshot in
+  `snapshot_dir` (paths made absolute: it runs in the snapshot)."""
+  _python_module("experiments.train", [_absolute_paths(f) for f in flags_],
+                 cwd=_code_snapshot(snapshot_dir))
 
 
 def _jpeg2000(name, images):
@@ -109,13 +141,17 @@ def _jpeg2000(name, images):
       os.path.join(output_dir, f"{campaign_lib.J2K_CODEC}.json"))
 
 
-def _measure(model_dir):
-  """{test set: figures_of_test_set(...)} of a model, whole files."""
+def _measure(model_dir, campaign=None):
+  """{test set: figures_of_test_set(...)} of a model, whole files; keeps
+  the JPEG 2000 points of each set in `campaign.references`."""
   figures = {}
   for name, images in (("kodak", FLAGS.kodak), ("holdout", FLAGS.holdout)):
     if not images:
       continue
     j2k = _jpeg2000(name, images)
+    if campaign is not None:
+      campaign.references[name] = [
+          list(point) for point in rd_plot.curve_from_results(j2k).psnr_rgb]
     with tempfile.TemporaryDirectory() as output_dir:
       _python_module("experiments.evaluate",
                      [f"--models={model_dir}", f"--images={images}",
@@ -128,12 +164,76 @@ def _measure(model_dir):
   return figures
 
 
+def _ladder(campaign):
+  """Makes the missing rungs of the ladder within --max_time_s."""
+  measure = functools.partial(_measure, campaign=campaign)
+  ladder_dir = os.path.abspath(os.path.join(FLAGS.work_dir,
+                                            campaign_lib.LADDER_DIR))
+  deadline = time.time() + FLAGS.max_time_s
+  while (target := campaign.next_rung()) is not None:
+    if target.quality == campaign_lib.ANCHOR_QUALITY:
+      record = campaign.end_rung(target.quality, measure=measure)
+      print(f"rung {target.quality}: the anchor, {record.model_id}", flush=True)
+      continue
+    remaining = deadline - time.time()
+    if remaining < 60:
+      print("time budget used up; rerun `ladder` to go on", flush=True)
+      return
+    flags_ = campaign.rung_train_flags(target.quality, FLAGS.work_dir,
+                                       FLAGS.train_glob, FLAGS.rung_steps)
+    _run_train(flags_ + [f"--max_time_s={remaining:.0f}"], ladder_dir)
+    final = os.path.join(FLAGS.work_dir, campaign_lib.LADDER_DIR,
+                         target.name, "final")
+    with open(os.path.join(final, campaign_lib.TRAINING_RECIPE)) as f:
+      steps = json.load(f)["steps"]
+    if steps < FLAGS.rung_steps:
+      print(f"rung {target.quality} stopped at step {steps} of "
+            f"{FLAGS.rung_steps} (time budget); rerun `ladder` to resume it",
+            flush=True)
+      return
+    record = campaign.end_rung(target.quality, final, flags_, measure=measure)
+    print(f"rung {target.quality} recorded: {record.model_id}", flush=True)
+  print(campaign.ladder_table())
+  print(f"ladder complete; commit {FLAGS.campaign_dir}/")
+
+
+def _ship(campaign):
+  """Ships every made rung into the source tree's balle/pretrained."""
+  destination = ship_model.SOURCE_PRETRAINED
+  rungs = {record.quality: record for record in campaign.ladder}
+  names = {campaign_lib.rung(q).name for q in rungs}
+  for quality, record in sorted(rungs.items()):
+    target = ship_model.ship(campaign.rung_dir(quality), destination,
+                             overwrite=True)
+    measured = dict(record.test_sets, source=(
+        f"{FLAGS.campaign_dir}/{campaign_lib.STATE_FILE}, ladder rung "
+        f"{quality}: python -m experiments.campaign ladder (docs/campaign.md)"))
+    text = json.dumps(measured, indent=2) + "\n"
+    safe_write.write_file_atomic(
+        os.path.join(target, pretrained.MEASURED_FILE),
+        lambda f, text=text: f.write(text.encode()), overwrite=True)
+    print(f"quality {quality}: {target}")
+  stale = [n for n in pretrained.list_models() if n not in names]
+  if stale and FLAGS.replace_shipped:
+    for name in stale:
+      shutil.rmtree(os.path.join(destination, name))
+      print(f"removed {name}")
+  elif stale:
+    print(f"still shipped, not rungs: {', '.join(stale)} "
+          "(--replace_shipped removes them)")
+
+
 def main(argv):
   if len(argv) != 2 or argv[1] not in ACTIONS:
     raise app.UsageError(f"one action: {' | '.join(ACTIONS)}")
   campaign = campaign_lib.Campaign(FLAGS.campaign_dir)
   if argv[1] == "table":
     print(campaign.markdown_table())
+    if campaign.ladder:
+      print("\n" + campaign.ladder_table())
+    return
+  if argv[1] == "ship":
+    _ship(campaign)
     return
   if argv[1] == "plot":
     try:
@@ -152,15 +252,18 @@ def main(argv):
       _train(campaign)
     return
   for images in (FLAGS.kodak, FLAGS.holdout):
-    if images:  # fail before the leg is finalized, not after Kodak is coded
+    if images:  # fail before training or finalizing, not after
       evaluation.list_image_files(images)
+  if argv[1] == "ladder":
+    _ladder(campaign)
+    return
   leg_dir = campaign.leg_dir(FLAGS.work_dir)
   _train(campaign, ["--finalize_only"])
   used_flags = [f for f in train_flags if not f.startswith("--max_time_s=")]
   record = campaign.end_leg(
       os.path.join(leg_dir, "final"), used_flags,
       campaign_lib.final_training_loss(leg_dir),
-      measure=_measure)
+      measure=functools.partial(_measure, campaign=campaign))
   print(campaign.markdown_table())
   print(f"leg {record.leg} recorded; commit {FLAGS.campaign_dir}/")
 

@@ -203,3 +203,17 @@ def test_animations_are_refused_by_name(tmp_path, tiny_model_dir, capsys):
   frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
   assert run("compress", tmp_path / "a.gif", "--model", tiny_model_dir) == 1
   _one_line_error(capsys, "a.gif: file has 2 frames")
+
+
+def test_quality_picks_a_shipped_model_and_models_lists_them(photo, tmp_path,
+                                                             capsys):
+  assert run("models") == 0
+  listing = capsys.readouterr().out
+  assert "quality" in listing and "(default)" in listing
+  assert "bls2017-mse-0.0130" in listing
+  assert run("compress", photo, tmp_path / "q4.balle", "--quality", "4") == 0
+  assert "bpp" in capsys.readouterr().out
+  assert run("compress", photo, tmp_path / "q9.balle", "--quality", "9") == 1
+  assert "quality must be 1..8" in capsys.readouterr().err
+  with pytest.raises(SystemExit):  # argparse: --model and --quality exclude
+    run("compress", photo, "--quality", "4", "--model", "x")

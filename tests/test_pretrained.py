@@ -78,3 +78,35 @@ def test_ship_model_writes_a_compact_model_where_asked(tiny_model_dir,
   process = ship()  # never replaced without --overwrite
   assert process.returncode != 0 and "FileExistsError" in process.stderr
   assert not hasattr(pretrained, "ship")  # the registry only reads
+
+
+def test_qualities_follow_the_ladder_lambdas():
+  assert pretrained.quality_of_lambda(0.0130) == 4
+  assert pretrained.quality_of_lambda(0.18) == 8
+  assert pretrained.quality_of_lambda(0.0450) is None
+  shipped = {pretrained.describe(n)["quality"]: n
+             for n in pretrained.list_models()}
+  for quality, name in shipped.items():
+    if quality is not None:
+      assert pretrained.model_for_quality(quality) == name
+  missing = [q for q in range(1, 9) if q not in shipped]
+  for quality in missing:
+    with pytest.raises(KeyError, match=f"no shipped model of quality "
+                       f"{quality}.*shipped qualities"):
+      pretrained.model_for_quality(quality)
+  with pytest.raises(KeyError, match="quality must be 1..8, got 9"):
+    pretrained.model_for_quality(9)
+
+
+def test_describe_reads_measured_figures(monkeypatch, tmp_path, tiny_model_dir):
+  folder = tmp_path / "bls2017-mse-0.0250"
+  folder.mkdir()
+  for name in ("config.json", "weights.npz"):
+    (folder / name).write_bytes(open(os.path.join(tiny_model_dir, name),
+                                     "rb").read())
+  monkeypatch.setattr(pretrained, "_FOLDER", str(tmp_path))
+  info = pretrained.describe("bls2017-mse-0.0250")
+  assert info["measured"] == {} and info["num_filters"] == 8
+  kodak = {"bpp": 0.5, "psnr_db": 31.25, "ms_ssim": 0.975}
+  (folder / pretrained.MEASURED_FILE).write_text(json.dumps({"kodak": kodak}))
+  assert pretrained.describe("bls2017-mse-0.0250")["measured"]["kodak"] == kodak

@@ -16,6 +16,14 @@ from balle import model as model_lib
 DEFAULT_MODEL = "bls2017-mse-0.0130"
 _FOLDER = os.path.dirname(os.path.abspath(__file__))
 
+# `balle compress --quality=Q` picks the shipped model trained at lambda
+# QUALITY_LAMBDAS[Q - 1]: the eight rates of the ladder (balle.campaign).
+QUALITY_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932,
+                   0.18)
+# A shipped model's measured figures, written when it is shipped:
+# {test set: {"bpp", "psnr_db", "ms_ssim"}, "command": how they were made}.
+MEASURED_FILE = "measured.json"
+
 
 def list_models():
   """Names of the shipped models, sorted (by lambda, as names embed it)."""
@@ -52,3 +60,40 @@ def find_by_id(model_id):
       if json.load(f)["model_id"] == model_id.hex():
         return name
   return None
+
+
+def quality_of_lambda(lmbda):
+  """The quality (1..8) trained at `lmbda`, or None."""
+  for quality, ladder_lambda in enumerate(QUALITY_LAMBDAS, start=1):
+    if abs(lmbda - ladder_lambda) <= 1e-9 * ladder_lambda:
+      return quality
+  return None
+
+
+def describe(name):
+  """{"name", "lmbda", "num_filters", "quality", "measured"} of a shipped
+  model, from its files (no TensorFlow); "measured" is {} without figures."""
+  directory = model_directory(name)
+  with open(os.path.join(directory, model_lib.CONFIG_FILE)) as f:
+    config = json.load(f)["model"]
+  measured = {}
+  if os.path.exists(os.path.join(directory, MEASURED_FILE)):
+    with open(os.path.join(directory, MEASURED_FILE)) as f:
+      measured = json.load(f)
+  return {"name": name, "lmbda": config["lmbda"],
+          "num_filters": config["num_filters"],
+          "quality": quality_of_lambda(config["lmbda"]), "measured": measured}
+
+
+def model_for_quality(quality):
+  """Name of the shipped model of `quality` (QUALITY_LAMBDAS)."""
+  shipped = {describe(name)["quality"]: name for name in list_models()}
+  if quality not in shipped:
+    available = ", ".join(str(q) for q in sorted(
+        q for q in shipped if q is not None)) or "none"
+    raise KeyError(f"no shipped model of quality {quality} (lambda "
+                   f"{QUALITY_LAMBDAS[quality - 1]:g}); shipped qualities: "
+                   f"{available}" if 1 <= quality <= len(QUALITY_LAMBDAS)
+                   else f"quality must be 1..{len(QUALITY_LAMBDAS)}, got "
+                   f"{quality}")
+  return shipped[quality]
