@@ -33,6 +33,7 @@ import tempfile
 
 import numpy as np
 
+from balle import pretrained
 from balle import rd_plot
 from balle import reference_curves
 from balle.model import FactorizedPriorModel
@@ -84,12 +85,13 @@ class Rung:
     return f"bls2017-mse-{self.lmbda:.4f}"
 
 
-# Issue 11's eight rates; N = 192 for the three upper ones (as CompressAI's
-# bmshj2018-factorized qualities 6-8), where N = 128 caps the quality.
-LADDER = (Rung(1, 0.0018, 128), Rung(2, 0.0035, 128), Rung(3, 0.0067, 128),
-          Rung(4, 0.0130, 128), Rung(5, 0.0250, 128), Rung(6, 0.0483, 192),
-          Rung(7, 0.0932, 192), Rung(8, 0.18, 192))
 ANCHOR_QUALITY = 5  # the anchor is this rung (its lambda and N)
+# The qualities of `balle compress` (issue 11's eight rates); N = 192 above
+# the anchor (as CompressAI's bmshj2018-factorized qualities 6-8), where
+# N = 128 caps the quality.
+LADDER = tuple(Rung(quality, lmbda, 128 if quality <= ANCHOR_QUALITY else 192)
+               for quality, lmbda in enumerate(pretrained.QUALITY_LAMBDAS,
+                                               start=1))
 # Fine-tuning order: each rung starts from its neighbour towards the anchor
 # (one octave of lambda), so the lower chain goes 4, 3, 2, 1, the upper 6, 7,
 # 8 (6 widened from the anchor's N = 128 by balle.widen).
