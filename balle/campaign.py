@@ -11,7 +11,7 @@ folder (default `campaign/`):
                  PSNR gaps to JPEG 2000 on the same images and (Kodak) to
                  the published Ballé 2017 curve, at the same bpp.
   anchor/        the anchor after the last leg, frozen and rounded to float16
-                 (`FactorizedPriorModel.half_precision_copy`): 4.2 MB at
+                 (`CompressionModel.half_precision_copy`): 4.2 MB at
                  N=128, the only thing a leg adds to git history.
 
   ladder/        the rate ladder (issue 11): one float16 model per quality
@@ -36,7 +36,7 @@ import numpy as np
 from balle import pretrained
 from balle import rd_plot
 from balle import reference_curves
-from balle.model import FactorizedPriorModel
+from balle.compression_model import load_model
 from balle.safe_write import write_file_atomic
 
 STATE_FILE = "campaign.json"
@@ -193,7 +193,7 @@ class Campaign:
                      else self.plan.get("init_gpix", 0.0))
     previous_time_s = (self.legs[-1].cumulative_wall_time_s if self.legs
                        else self.plan.get("init_wall_time_s", 0.0))
-    anchor = FactorizedPriorModel.load(leg_final_dir).half_precision_copy()
+    anchor = load_model(leg_final_dir).half_precision_copy()
     test_sets = self._replace_anchor(anchor, measure) or {}
     record = LegRecord(
         leg=self.next_leg,

@@ -1,9 +1,15 @@
 """Images to .balle file bytes and back, with a trained, frozen model, in
 tiles so that memory is bounded by the tile size rather than the image.
 
+The codec talks to the model's `CompressionModel` interface: its
+architecture name, downsampling factor, `section_shapes` and whole-image
+`compress`/`decompress`. Tiling and the re-encoding check (`_TileCoder`) are
+written for architectures that code a tile as one latent tensor with
+`analysis`, `entropy_model` and `synthesis` (bls2017).
+
 Tiling: the image is cut into TILE_SIZE x TILE_SIZE tiles. The encoder runs
-g_a on each tile plus HALO_LATENTS * 16 pixels of its neighbours, keeps the
-tile's own latents and range-codes them as one section; the decoder
+g_a on each tile plus HALO_LATENTS latents' worth of its neighbours' pixels,
+keeps the tile's own latents and range-codes them as one section; the decoder
 range-decodes every section into the latent grid, then runs g_s on each
 tile's latents plus HALO_LATENTS latents of its neighbours and keeps the
 tile's own pixels. The halo covers the transforms' receptive fields, so tiled
@@ -29,8 +35,7 @@ from balle import file_format
 from balle.file_format import FormatError
 
 TILE_SIZE = 1024  # pixels per tile side in files written here
-HALO_LATENTS = 4  # context around a tile, in latents (64 pixels)
-LATENT_STRIDE = 16  # pixels per latent (the transforms' downsampling)
+HALO_LATENTS = 4  # context around a tile, in latents (64 pixels for bls2017)
 # Tiles a decoded file may have: what TILE_SIZE gives at 65535 x 65535.
 # Bounds the per-section work a small forged file can ask for.
 MAX_TILES = 4096
@@ -38,11 +43,6 @@ MAX_TILES = 4096
 
 def _ceil_div(a, b):
   return -(-a // b)
-
-
-def architecture(model):
-  """The architecture name written in file headers for `model`."""
-  return getattr(model, "ARCHITECTURE", file_format.FACTORIZED_PRIOR)
 
 
 def compress_image(model, image, tile_size=TILE_SIZE):
@@ -63,21 +63,22 @@ def compress_image(model, image, tile_size=TILE_SIZE):
           1 <= width <= file_format.MAX_IMAGE_SIZE):
     raise ValueError(f"image size {height}x{width} is outside the supported "
                      f"range 1..{file_format.MAX_IMAGE_SIZE} per side")
-  if tile_size <= 0 or tile_size % LATENT_STRIDE:
+  factor = model.downsampling_factor
+  if tile_size <= 0 or tile_size % factor:
     raise ValueError(f"tile size {tile_size} is not a positive multiple of "
-                     f"{LATENT_STRIDE}")
-  num_filters = model.config.num_filters
+                     f"{factor}")
   if height <= tile_size and width <= tile_size:
-    payload, latent_shape = model.compress(tf.constant(image))
-    shape = (*(int(v) for v in latent_shape.numpy()), num_filters)
-    sections = [file_format.Section(shape, payload.numpy())]
+    sections = [
+        file_format.Section(tuple(int(v) for v in shape.numpy()),
+                            data.numpy())
+        for data, shape in model.compress(tf.constant(image))]
   else:
     coder = _TileCoder.of(model)
     sections = [coder.encode_tile(image, rect)
                 for rect in file_format.tiles(height, width, tile_size)]
   header = file_format.Header(
       channels=channels, model_id=model.model_id, height=height, width=width,
-      tile_size=tile_size, architecture=architecture(model))
+      tile_size=tile_size, architecture=model.ARCHITECTURE)
   return file_format.pack(header, sections)
 
 
@@ -91,20 +92,22 @@ def decompress_image(data, model, max_pixels=file_format.DEFAULT_MAX_PIXELS):
   header, sections = file_format.unpack(data, max_pixels=max_pixels)
   check_model(header, model)
   rects = file_format.tiles(header.height, header.width, header.tile_size)
-  _check_sections(header, rects, sections, model.config.num_filters)
+  _check_sections(header, rects, sections, model)
   coder = _TileCoder.of(model)
   if len(rects) == 1 and max(header.height, header.width) <= TILE_SIZE:
     # One tile: the model's own (and the SavedModel's) whole-image decoder.
     coder.decode_latents(sections[0], 0)  # the consistency check
     return model.decompress(
-        tf.constant(sections[0].data), tf.constant(sections[0].shape[:2]),
+        tuple((tf.constant(s.data), tf.constant(s.shape, tf.int32))
+              for s in sections),
         tf.constant([header.height, header.width], tf.int32),
         tf.constant(header.channels, tf.int32)).numpy()
-  latents = np.empty((_ceil_div(header.height, LATENT_STRIDE),
-                      _ceil_div(header.width, LATENT_STRIDE),
+  factor = model.downsampling_factor
+  latents = np.empty((_ceil_div(header.height, factor),
+                      _ceil_div(header.width, factor),
                       model.config.num_filters), np.float32)
   for index, (rect, section) in enumerate(zip(rects, sections)):
-    top, left = (v // LATENT_STRIDE for v in rect[:2])
+    top, left = (v // factor for v in rect[:2])
     height, width = section.shape[:2]
     latents[top:top + height, left:left + width] = coder.decode_latents(
         section, index)
@@ -116,31 +119,31 @@ def decompress_image(data, model, max_pixels=file_format.DEFAULT_MAX_PIXELS):
   return image
 
 
-def _check_sections(header, rects, sections, num_filters):
-  """Every tile has one section whose shape is its latents' shape."""
-  if header.tile_size % LATENT_STRIDE:
+def _check_sections(header, rects, sections, model):
+  """Every tile has the sections `model.section_shapes` gives its size."""
+  if header.tile_size % model.downsampling_factor:
     raise FormatError(f"tile size {header.tile_size} is not a multiple of "
-                      f"{LATENT_STRIDE}")
+                      f"{model.downsampling_factor}")
   if len(rects) > MAX_TILES:
     raise FormatError(f"{len(rects)} tiles of {header.tile_size} pixels are "
                       f"more than the decoder accepts ({MAX_TILES})")
-  if len(sections) != len(rects):
+  expected = [shape for rect in rects for shape in model.section_shapes(
+      rect[2] - rect[0], rect[3] - rect[1])]
+  if len(sections) != len(expected):
     raise FormatError(f"file has {len(sections)} sections for "
                       f"{len(rects)} tiles")
-  for index, (rect, section) in enumerate(zip(rects, sections)):
-    expected = (_ceil_div(rect[2] - rect[0], LATENT_STRIDE),
-                _ceil_div(rect[3] - rect[1], LATENT_STRIDE), num_filters)
-    if tuple(section.shape) != expected:
+  for index, (shape, section) in enumerate(zip(expected, sections)):
+    if tuple(section.shape) != tuple(shape):
       raise FormatError(f"section {index} has shape {section.shape}; its "
                         f"tile of the {header.width}x{header.height} image "
-                        f"needs {expected}")
+                        f"needs {shape}")
 
 
 def check_model(header, model):
   """Raises FormatError unless `model` is the one that wrote `header`."""
-  if header.architecture != architecture(model):
+  if header.architecture != model.ARCHITECTURE:
     raise FormatError(f"file was made by a {header.architecture!r} model, "
-                      f"not by a {architecture(model)!r} one")
+                      f"not by a {model.ARCHITECTURE!r} one")
   if header.model_id != model.model_id:
     raise FormatError(
         f"file was made by model {header.model_id.hex()}, not by the given "
@@ -209,7 +212,12 @@ class _TileCoder:
 
   def __init__(self, model):
     model._require_frozen()  # pylint: disable=protected-access
+    if len(model.section_shapes(1, 1)) != 1:
+      raise NotImplementedError(
+          f"tiled coding of {model.ARCHITECTURE!r} models (several sections "
+          "per tile) is not implemented")
     self.model = model
+    self.stride = model.downsampling_factor
     self._analysis = tf.function(self._analyze, reduce_retracing=True)
     self._synthesis = tf.function(self._synthesize, reduce_retracing=True)
 
@@ -225,13 +233,13 @@ class _TileCoder:
   def encode_tile(self, image, rect):
     """One tile's section: its latents, computed with a halo of context."""
     height, width, channels = image.shape
-    halo = HALO_LATENTS * LATENT_STRIDE
-    padded_height = _ceil_div(height, LATENT_STRIDE) * LATENT_STRIDE
-    padded_width = _ceil_div(width, LATENT_STRIDE) * LATENT_STRIDE
+    halo = HALO_LATENTS * self.stride
+    padded_height = _ceil_div(height, self.stride) * self.stride
+    padded_width = _ceil_div(width, self.stride) * self.stride
     top, left = max(rect[0] - halo, 0), max(rect[1] - halo, 0)
     bottom = min(rect[2] + halo, padded_height)
     right = min(rect[3] + halo, padded_width)
-    # The 16-aligned image extends the last row and column (as
+    # The stride-aligned image extends the last row and column (as
     # model.replicate_edges_to_multiple does for whole images).
     pixels = image[top:min(bottom, height), left:min(right, width)]
     pixels = np.pad(pixels, ((0, bottom - min(bottom, height)),
@@ -239,9 +247,9 @@ class _TileCoder:
                     mode="edge")
     if channels < self.model.config.channels:
       pixels = np.repeat(pixels, self.model.config.channels, axis=2)
-    shape = (_ceil_div(rect[2] - rect[0], LATENT_STRIDE),
-             _ceil_div(rect[3] - rect[1], LATENT_STRIDE))
-    crop = [(rect[0] - top) // LATENT_STRIDE, (rect[1] - left) // LATENT_STRIDE,
+    shape = (_ceil_div(rect[2] - rect[0], self.stride),
+             _ceil_div(rect[3] - rect[1], self.stride))
+    crop = [(rect[0] - top) // self.stride, (rect[1] - left) // self.stride,
             *shape]
     data = self._analysis(tf.constant(pixels), tf.constant(crop)).numpy()
     return file_format.Section((*shape, self.model.config.num_filters), data)
@@ -302,12 +310,12 @@ class _TileCoder:
   def decode_tile(self, latents, rect, channels):
     """One tile's pixels from the latent grid, with a halo of context."""
     latent_height, latent_width = latents.shape[:2]
-    top = max(rect[0] // LATENT_STRIDE - HALO_LATENTS, 0)
-    left = max(rect[1] // LATENT_STRIDE - HALO_LATENTS, 0)
-    bottom = min(_ceil_div(rect[2], LATENT_STRIDE) + HALO_LATENTS,
+    top = max(rect[0] // self.stride - HALO_LATENTS, 0)
+    left = max(rect[1] // self.stride - HALO_LATENTS, 0)
+    bottom = min(_ceil_div(rect[2], self.stride) + HALO_LATENTS,
                  latent_height)
-    right = min(_ceil_div(rect[3], LATENT_STRIDE) + HALO_LATENTS, latent_width)
-    crop = [rect[0] - top * LATENT_STRIDE, rect[1] - left * LATENT_STRIDE,
+    right = min(_ceil_div(rect[3], self.stride) + HALO_LATENTS, latent_width)
+    crop = [rect[0] - top * self.stride, rect[1] - left * self.stride,
             rect[2] - rect[0], rect[3] - rect[1]]
     return self._synthesis(
         tf.constant(latents[top:bottom, left:right]), tf.constant(crop),

@@ -13,6 +13,9 @@ written with `file_format.pack_tf`, the TensorFlow-op twin of
 tiles are refused. `decompress` checks magic, version, length, checksum,
 architecture, tile size and model id, raising InvalidArgumentError with a
 message that names the problem.
+
+Like codec's tiling, it is written for architectures that code an image as
+one latent tensor (`CompressionModel.section_shapes` of length 1: bls2017).
 """
 
 import os
@@ -56,30 +59,30 @@ class _SavedCodec(tf.Module):
             ["image channel count does not match the model:", shape[2]]),
     ]
     with tf.control_dependencies(checks):
-      payload, latent_shape = self.model.compress(image)
+      (payload, latent_shape), = self.model.compress(image)
     return file_format.pack_tf(
-        shape[2], self.model.model_id, balle_codec.architecture(self.model),
-        shape[:2], balle_codec.TILE_SIZE, latent_shape, config.num_filters,
-        payload)
+        shape[2], self.model.model_id, self.model.ARCHITECTURE, shape[:2],
+        balle_codec.TILE_SIZE, latent_shape[:2], config.num_filters, payload)
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="data")])
   def decompress(self, data):
     channels, image_shape, latent_shape, payload = file_format.unpack_tf(
-        data, self.model.model_id, balle_codec.architecture(self.model),
-        balle_codec.TILE_SIZE, self.model.config.num_filters)
+        data, self.model.model_id, self.model.ARCHITECTURE,
+        balle_codec.TILE_SIZE, self.model.config.num_filters,
+        self.model.downsampling_factor)
     # As the library: decoded with the padding that bounds the range
     # decoder's time, and refused unless it is what the range coder writes
     # for the latents it decodes to (only then the model decodes it again).
     entropy_model = self.model.entropy_model
-    latents = balle_codec.range_decode(
-        entropy_model, payload,
-        tf.concat([latent_shape, [self.model.config.num_filters]], 0))
+    latent_shape = tf.concat([latent_shape, [self.model.config.num_filters]],
+                             0)
+    latents = balle_codec.range_decode(entropy_model, payload, latent_shape)
     check = tf.debugging.Assert(
         balle_codec.check_range_code(entropy_model, latents, payload),
         ["file is corrupted: the payload is not a range coding of its "
          "latents"])
     with tf.control_dependencies([check]):
-      return self.model.decompress(payload, latent_shape, image_shape,
+      return self.model.decompress(((payload, latent_shape),), image_shape,
                                    channels)
 
 
@@ -91,6 +94,10 @@ def export_saved_model(model, directory, overwrite=False):
   replaced with overwrite=True.
   """
   model._require_frozen()  # pylint: disable=protected-access
+  if len(model.section_shapes(1, 1)) != 1:
+    raise NotImplementedError(f"export of {model.ARCHITECTURE!r} models "
+                              "(several sections per image) is not "
+                              "implemented")
   if os.path.exists(directory) and not overwrite:
     raise FileExistsError(f"{directory} exists; pass --overwrite to replace it")
   module = _SavedCodec(model)

@@ -8,7 +8,7 @@ Version 2 (written since tiled coding):
     4       1       format version (2)
     5       1       image channels: 1 (gray) or 3 (RGB)
     6       8       model id: first 8 bytes of SHA-256 of the model's
-                    configuration and weights (see FactorizedPriorModel)
+                    configuration and weights (see CompressionModel)
     14      16      architecture name, ASCII, NUL-padded (b"bls2017": the
                     factorized prior)
     30      2       image height H (1..65535, JPEG's limit too)
@@ -287,7 +287,8 @@ def _assert_bytes_equal(value, expected, message):
   return tf.debugging.Assert(tf.equal(value, tf.constant(expected)), [message])
 
 
-def unpack_tf(data, model_id, architecture, tile_size, latent_channels):
+def unpack_tf(data, model_id, architecture, tile_size, latent_channels,
+              downsampling_factor):
   """`unpack` in TensorFlow ops, for single-section version-2 files of one
   tile: validates and returns (channels, image_shape, latent_shape, payload);
   raises InvalidArgumentError with a message naming the problem."""
@@ -348,7 +349,7 @@ def unpack_tf(data, model_id, architecture, tile_size, latent_channels):
                                 payload_size)
   checks = [
       tf.debugging.assert_equal(
-          latent_shape, (image_shape + 15) // 16,
+          latent_shape, -(-image_shape // downsampling_factor),
           message="latent shape does not match the image size"),
       tf.debugging.assert_greater(tf.reduce_min(image_shape), 0,
                                   message="invalid image size 0"),

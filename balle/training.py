@@ -1,6 +1,8 @@
-"""Training loop for the factorized-prior model (Ballé et al., ICLR 2017).
+"""Training loop for a compression model (balle.compression_model; the
+factorized prior of Ballé et al., ICLR 2017, by default).
 
-Minimizes loss = R + lambda * D (see balle/model.py) with Adam on random
+Minimizes loss = R + lambda * D (`rate_distortion`, D named by the model's
+`distortion` setting, balle.losses) with Adam on random
 patches (paper, Sec. 4). One session of `train` is the algorithm:
 
     for each batch of patches:       sample
@@ -48,12 +50,12 @@ import numpy as np
 import tensorflow as tf
 
 from balle import codec
+from balle import compression_model
 from balle import data
 from balle import metrics
 from balle import widen
-from balle.model import FactorizedPriorModel
-from balle.model import ModelConfig
-from balle.model import setting
+from balle.compression_model import ModelConfig
+from balle.compression_model import setting
 from balle.safe_write import write_file_atomic
 
 LR_SCHEDULES = ("constant", "steps", "plateau")
@@ -76,9 +78,9 @@ class TrainConfig:
   """Every setting of a training run, each declared once with its help text.
 
   `model` holds the model's settings (lmbda, channels, num_filters,
-  gdn_form); experiments/train.py makes one flag per setting with a help
-  text, the model's under their own names, and `create` / `settings` convert
-  between this nesting and those flat names.
+  gdn_form, architecture, distortion); experiments/train.py makes one flag
+  per setting with a help text, the model's under their own names, and
+  `create` / `settings` convert between this nesting and those flat names.
   """
   model_dir: str = setting("", "Checkpoints, summaries and the final model.")
   model: ModelConfig = dataclasses.field(default_factory=recipe_model)
@@ -251,7 +253,8 @@ def train(config, on_step=None):
   if not budget_used_up(config, int(trainer.step), float(trainer.elapsed_s)):
     sampler, validation = data.training_data(
         config.train_glob, config.patchsize, config.batchsize,
-        config.num_validation, seed=(config.seed, int(trainer.step)),
+        trainer.model.downsampling_factor, config.num_validation,
+        seed=(config.seed, int(trainer.step)),
         channels=config.model.channels,
         validation_patterns=config.validation_glob)
     try:
@@ -447,17 +450,17 @@ class Trainer:
   def __init__(self, config):
     self.config = config
     tf.random.set_seed(config.seed)
-    self.model = FactorizedPriorModel(config.model,
-                                      precision=config.precision)
+    self.model = compression_model.model_class(config.model.architecture)(
+        config.model, precision=config.precision)
     self.variables = self.model.trainable_variables
     # The optimizer always holds moments for every variable, so checkpoints
     # have one structure whatever is trained (finetune_decoder_rounded).
     self.optimizer = tf.keras.optimizers.Adam(config.learning_rate)
     self.optimizer.build(self.variables)
-    self.trained_variables = (self.model.synthesis.trainable_variables
+    self.trained_variables = (self.model.decoder_variables
                               if config.finetune_decoder_rounded
                               else self.variables)
-    prior = {v.ref() for v in self.model.prior.trainable_variables}
+    prior = {v.ref() for v in self.model.prior_variables}
     self.scaled_variables = (
         [v for v in self.trained_variables if v.ref() in prior]
         if config.prior_lr_scale != 1 else [])
@@ -622,11 +625,15 @@ class Trainer:
 
 
 def warm_start(model, directory):
-  """Copies g_a, g_s and prior weights from a saved model (other lambda).
+  """Copies the trainable weights (transforms and prior) from a saved model
+  of the same architecture (other lambda).
 
-  A source with fewer filters is embedded in `model` by balle.widen (same
-  reconstruction, new channels freshly initialized)."""
-  source = FactorizedPriorModel.load(directory)
+  A bls2017 source with fewer filters is embedded in `model` by balle.widen
+  (same reconstruction, new channels freshly initialized)."""
+  source = compression_model.load_model(directory)
+  if source.ARCHITECTURE != model.ARCHITECTURE:
+    raise ValueError(f"--init_from model is {source.ARCHITECTURE!r}, this "
+                     f"run {model.ARCHITECTURE!r}")
   if source.config.num_filters < model.config.num_filters:
     widen.widen(source, model)
     logging.info("warm start from %s (lambda=%g), widened from %d to %d "
@@ -637,10 +644,9 @@ def warm_start(model, directory):
     raise ValueError(f"--init_from model has num_filters="
                      f"{source.config.num_filters}, more than this run's "
                      f"{model.config.num_filters}")
-  for part in ("analysis", "synthesis", "prior"):
-    for target, value in zip(getattr(model, part).variables,
-                             getattr(source, part).variables):
-      target.assign(value)
+  weights = source.named_weights()
+  for name, target in model.named_weights().items():
+    target.assign(weights[name])
   logging.info("warm start from %s (lambda=%g)", directory,
                source.config.lmbda)
 
@@ -840,7 +846,8 @@ def finalize(trainer):
     _, validation_files = data.split_validation(
         files, config.num_validation, config.validation_glob)
     images, _ = data.load_images(validation_files, 0, config.model.channels)
-    images = [data.crop_to_multiple(a) for a in images]
+    images = [data.crop_to_multiple(a, model.downsampling_factor)
+              for a in images]
     validation_bpp, validation_psnr_db = validate(model, images)
     logging.info("final validation: %.4f bpp  %.2f dB PSNR",
                  validation_bpp, validation_psnr_db)

@@ -1,4 +1,6 @@
-"""Widening a trained model to more filters without changing its output.
+"""Widening a trained bls2017 model to more filters without changing its
+output. Specific to that architecture (`FactorizedPriorModel`): it knows how
+its kernels, GDN and prior parameters are laid out.
 
 The ladder's upper rates want N = 192 filters where the campaign's anchor has
 N = 128. Training N = 192 from scratch would throw the anchor's CPU-hours
@@ -45,8 +47,8 @@ def widen(narrow, wide):
     raise ValueError("widen: channels and gdn_form must match")
   if c.num_filters < n.num_filters:
     raise ValueError(f"widen: {c.num_filters} filters < {n.num_filters}")
-  source = narrow._named_weights()  # pylint: disable=protected-access
-  for name, variable in wide._named_weights().items():  # pylint: disable=protected-access
+  source = narrow.named_weights()
+  for name, variable in wide.named_weights().items():
     if not _is_trainable_weight(name):
       continue
     old = source[name].numpy()

@@ -15,7 +15,7 @@ import os
 from absl import app
 from absl import flags
 
-from balle import model as model_lib
+from balle import compression_model
 from balle import safe_write
 from balle import training
 
@@ -36,7 +36,7 @@ def ship(trained_directory, destination, overwrite=False):
   rounded to float16: `half_precision_copy`, about half the bytes) as
   destination/<its config name>, with the run's recipe.json beside it.
   Returns that folder."""
-  model = model_lib.FactorizedPriorModel.load(
+  model = compression_model.load_model(
       trained_directory).half_precision_copy()
   target = os.path.join(destination, model.config.name)
   model.save(target, overwrite=overwrite)

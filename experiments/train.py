@@ -1,4 +1,5 @@
-"""Trains one rate of the factorized-prior model (flags over balle/training.py).
+"""Trains one rate of a compression model, by default the factorized prior
+(flags over balle/training.py).
 
   python -m experiments.train --lmbda=0.0130 --num_filters=128 \
       --train_glob=TRAIN_DIR --model_dir=runs/bls2017-0.0130 \

@@ -119,8 +119,10 @@ def test_dataset_and_training_data(tmp_path):
   for i in range(5):
     _write(tmp_path / f"img_{i}.png", 24 + 4 * i, 30, seed=i)
   sampler, validation = data.training_data(
-      [str(tmp_path)], patchsize=28, batchsize=3, num_validation=1)
+      [str(tmp_path)], patchsize=28, batchsize=3, multiple=16,
+      num_validation=1)
   assert len(validation) == 1
+  assert all(a.shape[0] % 16 == a.shape[1] % 16 == 0 for a in validation)
   # 4 training images, those of height 24 (and possibly the held-out one)
   # are smaller than 28.
   assert all(min(a.shape[:2]) >= 28 for a in sampler.images)
@@ -131,5 +133,5 @@ def test_dataset_and_training_data(tmp_path):
 
 def test_crop_to_multiple():
   image = np.zeros((33, 50, 3), np.uint8)
-  assert data.crop_to_multiple(image).shape == (32, 48, 3)
+  assert data.crop_to_multiple(image, 16).shape == (32, 48, 3)
   assert data.crop_to_multiple(image, 10).shape == (30, 50, 3)

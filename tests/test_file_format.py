@@ -148,7 +148,7 @@ def test_tensorflow_twin_writes_the_same_bytes():
     assert _pack_tf(header, section) == expected
     channels, image_shape, latent_shape, unpacked = file_format.unpack_tf(
         tf.constant(expected), header.model_id, "bls2017", 1024,
-        section.shape[2])
+        section.shape[2], 16)
     assert int(channels) == header.channels
     assert list(image_shape.numpy()) == [header.height, header.width]
     assert list(latent_shape.numpy()) == list(section.shape[:2])
@@ -173,15 +173,15 @@ def test_tensorflow_twin_rejects_damage(mangle, message):
   data = file_format.pack(HEADER, SECTIONS)
   with pytest.raises(tf.errors.InvalidArgumentError, match=message):
     file_format.unpack_tf(tf.constant(mangle(data)), HEADER.model_id,
-                          "bls2017", 1024, 192)
+                          "bls2017", 1024, 192, 16)
 
 
 def test_tensorflow_twin_rejects_other_model_and_several_tiles():
   data = file_format.pack(HEADER, SECTIONS)
   with pytest.raises(tf.errors.InvalidArgumentError, match="different model"):
     file_format.unpack_tf(tf.constant(data), b"\x00" * 8, "bls2017", 1024,
-                          192)
+                          192, 16)
   data = file_format.pack(HEADER, SECTIONS * 2)
   with pytest.raises(tf.errors.InvalidArgumentError, match="single-tile"):
     file_format.unpack_tf(tf.constant(data), HEADER.model_id, "bls2017",
-                          1024, 192)
+                          1024, 192, 16)

@@ -28,6 +28,7 @@ def test_config_document_is_unchanged_by_flag_metadata():
   texts (field metadata) must not enter it."""
   assert dataclasses.asdict(ModelConfig(num_filters=128)) == {
       "lmbda": 0.013, "channels": 3, "num_filters": 128, "gdn_form": "paper",
+      "architecture": "bls2017", "distortion": "mse",
       "name": "bls2017-mse-0.0130"}
   assert dataclasses.fields(ModelConfig)[0].metadata["help"]
 
@@ -65,7 +66,7 @@ def test_rate_estimate_matches_coded_bits():
                        for _ in range(10)])
   ideal_bpp = float(model.rate_distortion(images, training=False)[0])
   model.freeze_for_coding()
-  payload, _ = model.compress(tf.constant(image))
+  (payload, _), = model.compress(tf.constant(image))
   coded_bpp = 8 * len(payload.numpy()) / image.shape[0] / image.shape[1]
   assert coded_bpp > 0.05  # the model codes real information
   assert ideal_bpp == pytest.approx(coded_bpp, rel=0.03, abs=8 * 4 / 128**2)

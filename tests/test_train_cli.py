@@ -107,6 +107,6 @@ def test_train_end_to_end_on_tiny_gray_images(tmp_path):
   again = FactorizedPriorModel.load(str(tmp_path / "again"))
   assert again.model_id == final.model_id
   image = smooth_image(24, 40, channels=1)
-  string, shape = again.compress(image)
-  decoded = again.decompress(string, shape, image.shape[:2], 1).numpy()
+  decoded = again.decompress(again.compress(image), image.shape[:2],
+                             1).numpy()
   assert decoded.shape == image.shape and decoded.dtype == np.uint8

@@ -69,8 +69,7 @@ def test_training_lowers_the_loss_and_writes_final_model(tmp_path, image_dir):
       "train_glob"])  # no absolute path of the training machine
   assert recipe["validation_bpp"] > 0 and recipe["validation_psnr_db"] > 0
   image = _smooth_image(32, 48, 3)
-  string, latent_shape = final.compress(image)
-  decoded = final.decompress(string, latent_shape, image.shape[:2], 3)
+  decoded = final.decompress(final.compress(image), image.shape[:2], 3)
   assert decoded.shape == image.shape
 
 
@@ -259,9 +258,9 @@ def test_warm_start_widens_a_narrower_model(tmp_path, image_dir):
   trainer = training.Trainer(config)
   trainer.restore_or_initialize()
   name = "deconv_0/kernel_real"
-  kernel = trainer.model._named_weights()[name].numpy()  # pylint: disable=protected-access
+  kernel = trainer.model.named_weights()[name].numpy()
   np.testing.assert_array_equal(
-      kernel[:8, :8], source._named_weights()[name].numpy())  # pylint: disable=protected-access
+      kernel[:8, :8], source.named_weights()[name].numpy())
   assert not kernel[8:, :8].any()
   with pytest.raises(ValueError, match="more than"):
     training.Trainer(_config(tmp_path / "narrow", image_dir, num_filters=4,
@@ -294,8 +293,7 @@ def test_mixed_bfloat16_training_saves_a_float32_model(tmp_path, image_dir):
                             trainer.model.analysis.variables):
     np.testing.assert_allclose(saved.numpy(), trained.numpy())
   image = _smooth_image(32, 48, 3)
-  string, latent_shape = final.compress(image)
-  assert final.decompress(string, latent_shape, image.shape[:2],
+  assert final.decompress(final.compress(image), image.shape[:2],
                           3).shape == image.shape
 
 
@@ -347,7 +345,7 @@ def test_validation_measures_whole_files_as_the_codec_writes_them(
   assert bpp == pytest.approx(np.mean(
       [8 * size / (image.shape[0] * image.shape[1])
        for size, image in zip(sizes, images)]))
-  payload_bytes = [len(tiny_model.compress(image)[0].numpy())
+  payload_bytes = [len(tiny_model.compress(image)[0][0].numpy())
                    for image in images]
   assert [s - p for s, p in zip(sizes, payload_bytes)] == [
       file_format.OVERHEAD_SIZE] * 2

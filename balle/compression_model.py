@@ -1,0 +1,330 @@
+"""What every compression model is, and the registry of architectures.
+
+A model is a `CompressionModel`: transforms and entropy model(s) trained for
+loss = R + lambda * D (`rate_distortion`, D named by `config.distortion`,
+balle.losses), frozen for coding (`freeze_for_coding`: integer CDF tables,
+saved with the model), then coding images to sections (entropy-coded tensors
+with their shapes, the sections of a .balle file) and back. Its
+configuration is a `ModelConfig` whose `architecture` names its class in the
+registry (`register`, `model_class`); that name is also written in file
+headers. `save` writes config.json + weights.npz, `load_model` reads them
+back into the registered class.
+
+training, codec, export, evaluation, campaign and pretrained use only this
+interface (codec's tiling and the SavedModel's decoder are written for
+architectures that code a tile as one tensor: `section_shapes` of length 1).
+"""
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from balle import file_format
+from balle import losses
+from balle import transforms
+from balle.safe_write import write_file_atomic
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.npz"
+# Architecture of models saved before config.json named it (and of every
+# version-1 file).
+DEFAULT_ARCHITECTURE = file_format.FACTORIZED_PRIOR
+# Modules defining the built-in architectures, imported on first lookup.
+_BUILT_IN_MODULES = ("balle.model",)
+_REGISTRY = {}
+
+
+def default_num_filters(channels):
+  """The paper's filter counts: 192 for RGB, 128 for grayscale (Sec. 4)."""
+  return 192 if channels == 3 else 128
+
+
+def setting(default, help, choices=None, repeated=False):  # pylint: disable=redefined-builtin
+  """A configuration field declared once: its default and its help text.
+
+  experiments/train.py makes one command-line flag of each field that has a
+  help text (`choices` makes it an enum, `repeated` a repeatable flag). The
+  help text is dataclass metadata, so it is not part of `asdict` (nor of the
+  model id)."""
+  return dataclasses.field(default=default, metadata=dict(
+      help=help, choices=choices, repeated=repeated))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """What defines a model's architecture and training objective.
+
+  The defaults are the paper's model (num_filters 0 = 192 for RGB, 128 for
+  gray); the training recipe overrides num_filters (balle.training). The
+  distortion belongs here, beside lambda: it is part of what the weights
+  were trained for, and of the model's name and id.
+  """
+  lmbda: float = setting(0.0130, "Rate-distortion weight lambda: loss = "
+                         "bpp + lambda * D (MSE: 0..255 scale).")
+  channels: int = setting(3, "Image channels the model codes: 3 (RGB) or 1 "
+                          "(gray; training images are converted to luma).",
+                          choices=(1, 3))
+  num_filters: int = setting(0, "Filters N per layer; 0: the paper's count, "
+                             "192 for RGB, 128 for gray. Training defaults "
+                             "to 128 for both: twice the steps per CPU-hour "
+                             "of 192.")
+  gdn_form: str = setting("paper", "GDN form: paper (x / sqrt(beta + sum "
+                          "gamma x^2)) or simplified (x / (beta + sum gamma "
+                          "|x|)).", choices=transforms.GDN_FORMS)
+  architecture: str = setting(DEFAULT_ARCHITECTURE, "Model architecture "
+                              "(balle.compression_model registry): bls2017, "
+                              "the factorized prior.")
+  distortion: str = setting("mse", "Distortion D in the loss bpp + lambda * "
+                            "D (balle.losses).", choices=losses.DISTORTIONS)
+  name: str = ""  # "" selects <architecture>-<distortion>-<lmbda>
+
+  def __post_init__(self):
+    if self.channels not in (1, 3):
+      raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+    if self.num_filters == 0:
+      object.__setattr__(self, "num_filters",
+                         default_num_filters(self.channels))
+    if self.gdn_form not in transforms.GDN_FORMS:
+      raise ValueError(f"gdn_form must be one of {transforms.GDN_FORMS}, "
+                       f"got {self.gdn_form!r}")
+    model_class(self.architecture)  # raises for unknown names
+    losses.distortion_function(self.distortion)
+    if not self.name:
+      object.__setattr__(
+          self, "name",
+          f"{self.architecture}-{self.distortion}-{self.lmbda:.4f}")
+
+
+# Settings added after models were shipped, with the value all those models
+# have: hashed into the model id only when they differ, so old ids stand.
+_SETTINGS_OUTSIDE_OLD_IDS = {"architecture": DEFAULT_ARCHITECTURE,
+                             "distortion": "mse"}
+
+
+def register(cls):
+  """Class decorator: makes `cls` the model of `cls.ARCHITECTURE`."""
+  known = _REGISTRY.setdefault(cls.ARCHITECTURE, cls)
+  if known is not cls:
+    raise ValueError(f"architecture {cls.ARCHITECTURE!r} is already "
+                     f"registered by {known.__name__}")
+  return cls
+
+
+def model_class(architecture):
+  """The CompressionModel subclass registered as `architecture`."""
+  for module in _BUILT_IN_MODULES:
+    importlib.import_module(module)
+  if architecture not in _REGISTRY:
+    raise ValueError(f"unknown model architecture {architecture!r} (known: "
+                     f"{', '.join(sorted(_REGISTRY))})")
+  return _REGISTRY[architecture]
+
+
+def load_model(directory):
+  """The model saved by `save` in `directory`, of its registered class."""
+  return CompressionModel.load(directory)
+
+
+def _smallest_exact(array):
+  """`array` as float16 or int16 when that holds its values exactly."""
+  for dtype in (np.float16, np.int16):
+    if np.can_cast(dtype, array.dtype):  # float32 -> float16, int32 -> int16
+      with np.errstate(over="ignore"):
+        narrow = array.astype(dtype)
+      if np.array_equal(narrow.astype(array.dtype), array):
+        return narrow
+  return array
+
+
+class CompressionModel(tf.keras.Model):
+  """Base of the models. Subclasses implement the methods that raise
+  NotImplementedError, are constructed as cls(config, precision=...) and
+  are registered with `register`."""
+
+  ARCHITECTURE = None  # the registry and file-header name
+
+  def __init__(self, config, precision, name):
+    """`precision` of the transforms ("float32" or "mixed_bfloat16") is a
+    training-time speed choice, not part of the configuration: the weights
+    are float32 either way, and models load and code in float32."""
+    super().__init__(name=name)
+    if config.architecture != self.ARCHITECTURE:
+      raise ValueError(f"{type(self).__name__} is {self.ARCHITECTURE!r}, "
+                       f"the configuration {config.architecture!r}")
+    self.config = config
+    self.precision = precision
+    self.model_id = None  # Set by freeze_for_coding() or load().
+
+  # -- training -------------------------------------------------------------
+
+  @property
+  def downsampling_factor(self):
+    """Pixels per latent along each side: coded images are extended to
+    multiples of it, and tiles are multiples of it."""
+    raise NotImplementedError
+
+  def rate_distortion(self, images, training=True):
+    """(bpp, distortion, loss) for float images [B, H, W, C] on the 0..255
+    scale: noisy latents and the differentiable rate with training=True,
+    rounded latents and their ideal code length otherwise;
+    loss = bpp + lambda * distortion (balle.losses)."""
+    raise NotImplementedError
+
+  def call(self, images, training=False):
+    return self.rate_distortion(images, training=training)
+
+  @property
+  def decoder_variables(self):
+    """Trainable variables of the synthesis alone (decoder fine-tunes)."""
+    raise NotImplementedError
+
+  @property
+  def prior_variables(self):
+    """Trainable variables of the entropy model(s)."""
+    raise NotImplementedError
+
+  # -- coding ---------------------------------------------------------------
+
+  def freeze_for_coding(self):
+    """Builds the integer CDF tables from the trained prior (call once)."""
+    if self.precision != "float32":
+      raise ValueError("coding runs in float32: use coding_copy()")
+    self._build_coding_tables()
+    self.model_id = self._compute_model_id()
+
+  def _build_coding_tables(self):
+    raise NotImplementedError
+
+  def _require_frozen(self):
+    if self.model_id is None:
+      raise RuntimeError("the model has no coding tables: call "
+                         "freeze_for_coding() after training, or load() a "
+                         "saved model")
+
+  def section_shapes(self, height, width):
+    """Shapes of the sections `compress` writes for an H x W image (or
+    tile), in order."""
+    raise NotImplementedError
+
+  def compress(self, image):
+    """uint8 image [H, W, C] -> tuple of sections, each a pair (scalar
+    string tensor, int32 shape tensor). A tf.function. C is the model's
+    channel count, or 1 for an RGB model (coded as R = G = B)."""
+    raise NotImplementedError
+
+  def decompress(self, sections, image_shape, channels):
+    """(tuple of (string, shape) as `compress` returns, [H, W], C) -> uint8
+    image [H, W, C]. A tf.function."""
+    raise NotImplementedError
+
+  def coding_copy(self):
+    """A float32 copy with the current weights, frozen for coding."""
+    return self._frozen_copy(lambda weight: weight)
+
+  def half_precision_copy(self):
+    """A new frozen model with every float weight of this one rounded to the
+    nearest float16 value and coding tables built from the rounded prior.
+    It codes slightly differently (measure it); `save` stores it in half the
+    bytes."""
+    return self._frozen_copy(
+        lambda weight: tf.cast(tf.cast(weight, tf.float16), tf.float32))
+
+  def _frozen_copy(self, convert):
+    """A new float32 model with weights convert(w) of this one's, frozen."""
+    copy = type(self)(self.config)
+    weights = self.named_weights()
+    for name, variable in copy.named_weights().items():
+      variable.assign(convert(weights[name]))
+    copy.freeze_for_coding()
+    return copy
+
+  # -- persistence ----------------------------------------------------------
+
+  def named_weights(self):
+    """{variable name: variable} of every variable, coding tables included."""
+    weights = {}
+    for variable in self.variables:
+      name = variable.name.split(":")[0]
+      if name in weights:
+        raise RuntimeError(f"duplicate variable name {name}")
+      weights[name] = variable
+    return weights
+
+  def _compute_model_id(self):
+    """8 bytes of SHA-256 over the configuration and every weight, in order."""
+    config = dataclasses.asdict(self.config)
+    for name, value in _SETTINGS_OUTSIDE_OLD_IDS.items():
+      if config[name] == value:
+        del config[name]
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for name, variable in sorted(self.named_weights().items()):
+      digest.update(name.encode())
+      digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+    return digest.digest()[:8]
+
+  def _coding_tables_config(self):
+    """{config.json key: configuration} of the frozen entropy model(s)."""
+    raise NotImplementedError
+
+  def _restore_coding_tables(self, document):
+    """Rebuilds the entropy model(s) from config.json's `document`."""
+    raise NotImplementedError
+
+  def save(self, directory, overwrite=False):
+    """Writes config.json and weights.npz into `directory` (frozen models).
+
+    Each array is stored in the smallest dtype that holds it exactly
+    (float16 after `half_precision_copy`, int16 for the CDF tables)."""
+    self._require_frozen()
+    os.makedirs(directory, exist_ok=True)
+    config_path = os.path.join(directory, CONFIG_FILE)
+    if os.path.exists(config_path) and not overwrite:
+      raise FileExistsError(f"{directory} already holds a model; pass "
+                            "overwrite=True to replace it")
+    arrays = {name: _smallest_exact(v.numpy())
+              for name, v in self.named_weights().items()}
+    document = {
+        "model": dataclasses.asdict(self.config),
+        **self._coding_tables_config(),
+        "model_id": self.model_id.hex(),
+    }
+    write_file_atomic(os.path.join(directory, WEIGHTS_FILE),
+                      lambda f: np.savez(f, **arrays), overwrite=True)
+    write_file_atomic(config_path,
+                      lambda f: f.write(json.dumps(document, indent=2).encode()),
+                      overwrite=True)
+
+  @classmethod
+  def load(cls, directory):
+    """Loads a model saved by `save`, as the class its architecture names
+    (a subclass of `cls`); checks the weights against model_id."""
+    config_path = os.path.join(directory, CONFIG_FILE)
+    if not os.path.exists(config_path):
+      raise FileNotFoundError(f"no model at {directory}: {CONFIG_FILE} missing")
+    with open(config_path) as f:
+      document = json.load(f)
+    config = ModelConfig(**document["model"])
+    target = model_class(config.architecture)
+    if not issubclass(target, cls):
+      raise ValueError(f"{directory} holds a {config.architecture!r} model, "
+                       f"not a {cls.__name__}")
+    model = target(config)
+    model._restore_coding_tables(document)
+    named = model.named_weights()
+    with np.load(os.path.join(directory, WEIGHTS_FILE)) as arrays:
+      missing = set(named) ^ set(arrays.files)
+      if missing:
+        raise ValueError(f"{directory}: weights do not match the "
+                         f"configuration ({sorted(missing)[:3]} ...)")
+      for name, variable in named.items():
+        variable.assign(arrays[name].astype(variable.dtype.as_numpy_dtype))
+    model.model_id = model._compute_model_id()
+    if model.model_id.hex() != document["model_id"]:
+      raise ValueError(f"{directory}: weights are corrupted (model id "
+                       f"{model.model_id.hex()} != {document['model_id']})")
+    return model
