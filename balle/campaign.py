@@ -266,7 +266,7 @@ class Campaign:
       if quality != ANCHOR_QUALITY or not self.legs:
         raise ValueError("only the anchor's rung is made without training, "
                          "after at least one leg")
-      model = FactorizedPriorModel.load(self.anchor_dir)
+      model = load_model(self.anchor_dir)
       last = self.legs[-1]
       if model.model_id.hex() == last.model_id:
         measure = None
@@ -277,7 +277,7 @@ class Campaign:
     else:
       with open(os.path.join(final_dir, TRAINING_RECIPE)) as f:
         recipe = json.load(f)
-      model = FactorizedPriorModel.load(final_dir)
+      model = load_model(final_dir)
       parent, test_sets = rung(parent_quality(quality)).name, {}
     config = model.config
     if (config.lmbda, config.num_filters) != (target.lmbda,

@@ -75,7 +75,7 @@ def describe(name):
   """{"name", "lmbda", "num_filters", "quality", "measured"} of a shipped
   model, from its files (no TensorFlow); "measured" is {} without figures."""
   directory = model_directory(name)
-  with open(os.path.join(directory, model_lib.CONFIG_FILE)) as f:
+  with open(os.path.join(directory, CONFIG_FILE)) as f:
     config = json.load(f)["model"]
   measured = {}
   if os.path.exists(os.path.join(directory, MEASURED_FILE)):
