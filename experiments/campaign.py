@@ -58,6 +58,7 @@ from balle import evaluation
 from balle import pretrained
 from balle import rd_plot
 from balle import safe_write
+from experiments import SOURCE_PRETRAINED
 from experiments import ship_model
 
 flags.DEFINE_string("campaign_dir", "campaign", "Committed campaign state.")
@@ -199,7 +200,7 @@ def _ladder(campaign):
 
 def _ship(campaign):
   """Ships every made rung into the source tree's balle/pretrained."""
-  destination = ship_model.SOURCE_PRETRAINED
+  destination = SOURCE_PRETRAINED
   rungs = {record.quality: record for record in campaign.ladder}
   names = {campaign_lib.rung(q).name for q in rungs}
   for quality, record in sorted(rungs.items()):

@@ -18,24 +18,21 @@ from absl import flags
 from balle import compression_model
 from balle import safe_write
 from balle import training
-
-SOURCE_PRETRAINED = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "balle",
-    "pretrained")
+from experiments import SOURCE_PRETRAINED
 
 flags.DEFINE_string("model_dir", None, "Folder of a trained model (final/).")
 flags.DEFINE_string("destination", SOURCE_PRETRAINED,
                     "Folder of shipped models to add it to.")
 flags.DEFINE_bool("overwrite", False, "Replace a shipped model of that name.")
-flags.mark_flag_as_required("model_dir")
-FLAGS = flags.FLAGS
+FLAGS = flags.FLAGS  # --model_dir is checked in main, not marked required:
+# experiments.campaign imports `ship`, and a required flag would bind it too.
 
 
 def ship(trained_directory, destination, overwrite=False):
   """Saves a compact copy of the model in `trained_directory` (weights
   rounded to float16: `half_precision_copy`, about half the bytes) as
-  destination/<its config name>, with the run's recipe.json beside it.
-  Returns that folder."""
+  destination/<its config name>, with the run's recipe.json beside it if
+  there is one. Returns that folder."""
   model = compression_model.load_model(
       trained_directory).half_precision_copy()
   target = os.path.join(destination, model.config.name)
@@ -52,6 +49,8 @@ def ship(trained_directory, destination, overwrite=False):
 
 def main(argv):
   del argv
+  if not FLAGS.model_dir:
+    raise app.UsageError("--model_dir is required")
   print(ship(FLAGS.model_dir, FLAGS.destination, FLAGS.overwrite))
 
 

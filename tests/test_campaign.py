@@ -290,8 +290,7 @@ def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
   shipped.mkdir()
   old = shipped / "bls2017-mse-0.0450"  # a shipped model that is no rung
   shutil.copytree(tiny_model_dir, old)
-  monkeypatch.setattr(campaign_runner.ship_model, "SOURCE_PRETRAINED",
-                      str(shipped))
+  monkeypatch.setattr(campaign_runner, "SOURCE_PRETRAINED", str(shipped))
   monkeypatch.setattr(campaign_runner.pretrained, "_FOLDER", str(shipped))
   with flagsaver.as_parsed(campaign_dir=directory, replace_shipped="false"):
     campaign_runner._ship(reloaded)  # pylint: disable=protected-access
