@@ -481,9 +481,11 @@ def test_decoder_finetune_trains_g_s_on_rounded_latents(tmp_path, image_dir):
                        tf.float32)
   expected = [float(x) for x in
               trainer.model.rate_distortion(images, training=False)]
-  # Rounded, not noisy: the step sees exactly the coding-time loss.
+  # Rounded, not noisy: the step sees the coding-time loss, up to float
+  # summation order (graph vs eager kernels differ by ~3e-5 on AMX CPUs);
+  # uniform noise instead of rounding changes these by percents.
   bpp, mse_255, loss, _ = trainer.train_step(images)
-  np.testing.assert_allclose([bpp, mse_255, loss], expected, rtol=1e-6)
+  np.testing.assert_allclose([bpp, mse_255, loss], expected, rtol=2e-4)
   trained = training.train(config).model
 
   def weights(model, parts):
