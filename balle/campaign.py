@@ -36,8 +36,12 @@ import numpy as np
 from balle import pretrained
 from balle import rd_plot
 from balle import reference_curves
+from balle.compression_model import CONFIG_FILE
+from balle.compression_model import ModelConfig
+from balle.compression_model import WEIGHTS_FILE
 from balle.compression_model import load_model
 from balle.safe_write import write_file_atomic
+from balle.training import portable_path
 
 STATE_FILE = "campaign.json"
 ANCHOR = "anchor"
@@ -82,20 +86,33 @@ class Rung:
 
   @property
   def name(self):
-    return f"bls2017-mse-{self.lmbda:.4f}"
+    """The rung's model name (its ModelConfig's default name)."""
+    return ModelConfig(lmbda=self.lmbda, num_filters=self.num_filters).name
 
 
 ANCHOR_QUALITY = 5  # the anchor is this rung (its lambda and N)
-# The qualities of `balle compress` (issue 11's eight rates); N = 192 above
-# the anchor (as CompressAI's bmshj2018-factorized qualities 6-8), where
-# N = 128 caps the quality.
-LADDER = tuple(Rung(quality, lmbda, 128 if quality <= ANCHOR_QUALITY else 192)
+# The qualities of `balle compress` (issue 11's eight rates), all at the
+# anchor's N = 128. Peers use N = 192 above quality 5, but the anchor
+# widened to 192 (balle.widen) spends its first thousands of steps silencing
+# the fresh channels: on 2026-11-29 rung 6 made that way (1,500 steps)
+# coded Kodak at 2.049 bpp / 35.37 dB, where the published curve is ~4 dB
+# higher (docs/campaign.md, "Making the ladder").
+LADDER = tuple(Rung(quality, lmbda, 128)
                for quality, lmbda in enumerate(pretrained.QUALITY_LAMBDAS,
                                                start=1))
 # Fine-tuning order: each rung starts from its neighbour towards the anchor
 # (one octave of lambda), so the lower chain goes 4, 3, 2, 1, the upper 6, 7,
 # 8 (6 widened from the anchor's N = 128 by balle.widen).
 LADDER_ORDER = (5, 4, 3, 2, 1, 6, 7, 8)
+# What a rung's fine-tuning changes in the plan's flags. A rung has to move
+# one octave of lambda in a short run, which the anchor's recipe (constant
+# 1e-4, an average over ~1,000 steps) does not do: with it rung 4 (0.025 ->
+# 0.013, 1,500 steps) went from 0.891 to only 0.800 Kodak bpp, its training
+# bpp still falling and its saved average lagging ~1,000 steps behind. So a
+# rung moves at 3e-4, settles at 3e-5 over the last 30 % of its steps and
+# averages over ~200 steps.
+RUNG_RECIPE = {"learning_rate": 3e-4, "lr_schedule": "steps",
+               "lr_boundaries": 0.7, "lr_values": 3e-5, "ema_decay": 0.995}
 LADDER_DIR = "ladder"
 
 
@@ -206,7 +223,7 @@ class Campaign:
         validation_bpp=recipe["validation_bpp"],
         validation_psnr_db=recipe["validation_psnr_db"],
         test_sets=test_sets, model_id=anchor.model_id.hex(),
-        flags=list(flags))
+        flags=portable_flags(flags))
     self.legs.append(record)
     self.save()
     return record
@@ -232,9 +249,10 @@ class Campaign:
   def rung_train_flags(self, quality, work_dir, train_globs, steps):
     """The experiments.train flags fine-tuning rung `quality` from its parent.
 
-    The plan's flags with the rung's lambda and N, `steps` steps, one
-    validation at the end, warm-started from the parent rung's committed
-    float16 model (widened by the trainer where N grows), seed 100 + quality.
+    The plan's flags changed by RUNG_RECIPE, with the rung's lambda and N,
+    `steps` steps, one validation at the end, warm-started from the parent
+    rung's committed float16 model (widened by the trainer where N grows),
+    seed 100 + quality.
     """
     target = rung(quality)
     parent = parent_quality(quality)
@@ -243,7 +261,7 @@ class Campaign:
     if parent not in {record.quality for record in self.ladder}:
       raise ValueError(f"rung {quality} starts from rung {parent}, which is "
                        "not made yet")
-    plan = dict(self.plan["train_flags"], lmbda=target.lmbda,
+    plan = dict(self.plan["train_flags"], **RUNG_RECIPE, lmbda=target.lmbda,
                 num_filters=target.num_filters, max_steps=steps,
                 validate_every=steps)
     flags = [f"--{name}={value}" for name, value in plan.items()]
@@ -270,6 +288,10 @@ class Campaign:
       last = self.legs[-1]
       if model.model_id.hex() == last.model_id:
         measure = None
+      elif measure is None:
+        raise ValueError(f"the anchor ({model.model_id.hex()}) is not the "
+                         f"model leg {last.leg} measured ({last.model_id}); "
+                         "pass `measure` to measure it")
       recipe = {"steps": 0, "wall_time_s": 0.0,
                 "validation_bpp": last.validation_bpp,
                 "validation_psnr_db": last.validation_psnr_db}
@@ -294,11 +316,74 @@ class Campaign:
         wall_time_s=recipe["wall_time_s"],
         validation_bpp=recipe["validation_bpp"],
         validation_psnr_db=recipe["validation_psnr_db"], test_sets=test_sets,
-        model_id=model.model_id.hex(), flags=list(flags))
+        model_id=model.model_id.hex(), flags=portable_flags(flags))
     self.ladder = [r for r in self.ladder if r.quality != quality] + [record]
     self.ladder.sort(key=lambda r: r.quality)
     self.save()
     return record
+
+  def rung_training(self, quality):
+    """(Gpix, wall seconds) of all the training rung `quality`'s model has
+    had: the anchor's (seed model and legs) and each fine-tuning along its
+    chain. None when the anchor's rung is not the model of a recorded leg."""
+    records = {r.quality: r for r in self.ladder}
+    gpix = wall_time_s = 0.0
+    while quality != ANCHOR_QUALITY:
+      record = records[quality]
+      flags = dict(flag[2:].split("=", 1) for flag in record.flags)
+      gpix += (record.steps * int(flags["batchsize"])
+               * int(flags["patchsize"]) ** 2 / 1e9)
+      wall_time_s += record.wall_time_s
+      quality = parent_quality(quality)
+    legs = [leg for leg in self.legs
+            if leg.model_id == records[ANCHOR_QUALITY].model_id]
+    if not legs:
+      return None
+    return (gpix + legs[0].cumulative_gpix,
+            wall_time_s + legs[0].cumulative_wall_time_s)
+
+  def ship(self, destination, replace_others=False):
+    """Copies every made rung into `destination` (a balle/pretrained
+    folder) as <rung name>/: its config.json and weights.npz byte for byte
+    (the files that were measured, stored once by git), recipe.json (the
+    rung's record: parent, steps, flags) and pretrained.MEASURED_FILE (its
+    figures). Other models there are removed with `replace_others`.
+    Returns (shipped folders, names removed, names kept)."""
+    shipped = []
+    for record in self.ladder:
+      source = self.rung_dir(record.quality)
+      target = os.path.join(destination, rung(record.quality).name)
+      os.makedirs(target, exist_ok=True)
+      for name in (WEIGHTS_FILE, CONFIG_FILE):  # config last: it marks a model
+        with open(os.path.join(source, name), "rb") as f:
+          content = f.read()
+        write_file_atomic(os.path.join(target, name),
+                          lambda f, c=content: f.write(c), overwrite=True)
+      if load_model(target).model_id.hex() != record.model_id:
+        raise ValueError(f"{source} is not the model rung {record.quality} "
+                         f"recorded ({record.model_id})")
+      recipe = {k: v for k, v in dataclasses.asdict(record).items()
+                if k != "test_sets"}
+      measured = dict(record.test_sets, source=(
+          f"{self.directory}/{STATE_FILE}, ladder rung {record.quality}: "
+          "python -m experiments.campaign ladder (docs/campaign.md)"))
+      for name, document in ((TRAINING_RECIPE, recipe),
+                             (pretrained.MEASURED_FILE, measured)):
+        text = json.dumps(document, indent=2) + "\n"
+        write_file_atomic(os.path.join(target, name),
+                          lambda f, t=text: f.write(t.encode()),
+                          overwrite=True)
+      shipped.append(target)
+    names = {rung(record.quality).name for record in self.ladder}
+    others = sorted(
+        name for name in os.listdir(destination)
+        if name not in names
+        and os.path.exists(os.path.join(destination, name, CONFIG_FILE)))
+    if replace_others:
+      for name in others:
+        shutil.rmtree(os.path.join(destination, name))
+      return shipped, others, []
+    return shipped, [], others
 
   def ladder_bd_rates(self):
     """BD-rates (%, PSNR) of the ladder's curve, {title: value}.
@@ -353,8 +438,7 @@ class Campaign:
         if f is None:
           figures.append("-")
         elif key is None:
-          figures.append(f"{f['bpp']:.3f} / {f['psnr_db']:.2f} / "
-                         f"{f['ms_ssim']:.4f}")
+          figures.append(pretrained.format_figures(f))
         else:
           figures.append("-" if f.get(key) is None else f"{f[key]:+.2f}")
       cells = [str(r.leg), r.date, f"{r.steps:,}",
@@ -367,11 +451,14 @@ class Campaign:
     return "\n".join(rows)
 
   def ladder_table(self):
-    """The ladder's rungs as a Markdown table, then its BD-rates."""
+    """The ladder's rungs as a Markdown table, then its BD-rates.
+
+    "steps" and "wall h" are the rung's own fine-tuning; "in all" adds the
+    anchor's and its chain's training (rung_training)."""
     names = sorted({name for r in self.ladder for name in r.test_sets},
                    key=lambda name: (name != "kodak", name))
     titles = ["quality", "lambda", "N", "fine-tuned from", "steps", "wall h",
-              "validation bpp / PSNR dB"]
+              "in all: Gpix / wall h", "validation bpp / PSNR dB"]
     for name in names:
       titles.append(f"{name} bpp / PSNR dB / MS-SSIM")
       titles += [f"{name} PSNR gap to {GAP_TITLES[key]} dB"
@@ -380,14 +467,15 @@ class Campaign:
     rows = ["| " + " | ".join(titles) + " |",
             "|" + "---:|" * len(titles)]
     for r in self.ladder:
+      in_all = self.rung_training(r.quality)
       cells = [str(r.quality), f"{r.lmbda:g}", str(r.num_filters), r.parent,
                f"{r.steps:,}", f"{r.wall_time_s / 3600:.2f}",
+               "-" if in_all is None else
+               f"{in_all[0]:.1f} / {in_all[1] / 3600:.2f}",
                f"{r.validation_bpp:.3f} / {r.validation_psnr_db:.2f}"]
       for name in names:
         f = r.test_sets.get(name)
-        cells.append("-" if f is None else
-                     f"{f['bpp']:.3f} / {f['psnr_db']:.2f} / "
-                     f"{f['ms_ssim']:.4f}")
+        cells.append("-" if f is None else pretrained.format_figures(f))
         for key in GAP_TITLES:
           if any(key in x.test_sets.get(name, {}) for x in self.ladder):
             gap = (f or {}).get(key)
@@ -451,6 +539,22 @@ class Campaign:
     finally:
       pyplot.close(figure)
     return path
+
+
+def portable_flags(flags):
+  """experiments.train `flags` ("--name=value") as records keep them: path
+  values through training.portable_path, so no absolute path of the
+  training machine is committed."""
+  portable = []
+  for flag in flags:
+    name, equals, value = flag.partition("=")
+    if equals and name.lstrip("-") in _PATH_FLAGS:
+      flag = f"{name}={portable_path(value)}"
+    portable.append(flag)
+  return portable
+
+
+_PATH_FLAGS = ("train_glob", "validation_glob", "init_from", "model_dir")
 
 
 def _now():

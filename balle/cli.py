@@ -184,8 +184,7 @@ def _models(_):
   for name in pretrained.list_models():
     info = pretrained.describe(name)
     kodak = info["measured"].get("kodak")
-    figures = (f"{kodak['bpp']:.3f} / {kodak['psnr_db']:.2f} / "
-               f"{kodak['ms_ssim']:.4f}" if kodak else "not measured")
+    figures = pretrained.format_figures(kodak) if kodak else "not measured"
     marker = "  (default)" if name == pretrained.DEFAULT_MODEL else ""
     print(f"{info['quality'] or '-':>7}  {name:<20} {info['lmbda']:>7g} "
           f"{info['num_filters']:>4}  {figures}{marker}")

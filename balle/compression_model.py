@@ -20,6 +20,7 @@ import hashlib
 import importlib
 import json
 import os
+import zipfile
 
 import numpy as np
 import tensorflow as tf
@@ -128,6 +129,19 @@ def model_class(architecture):
 def load_model(directory):
   """The model saved by `save` in `directory`, of its registered class."""
   return CompressionModel.load(directory)
+
+
+def _write_npz(file, arrays):
+  """Writes `arrays` ({name: array}) as an .npz archive that np.load reads,
+  byte-identical for identical arrays (np.savez stamps the current time into
+  the archive, so every save of the same model would differ, and git would
+  store each copy again)."""
+  with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive:
+    for name in sorted(arrays):
+      member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+      with archive.open(member, "w", force_zip64=True) as f:
+        np.lib.format.write_array(f, np.asarray(arrays[name]),
+                                  allow_pickle=False)
 
 
 def _smallest_exact(array):
@@ -294,7 +308,7 @@ class CompressionModel(tf.keras.Model):
         "model_id": self.model_id.hex(),
     }
     write_file_atomic(os.path.join(directory, WEIGHTS_FILE),
-                      lambda f: np.savez(f, **arrays), overwrite=True)
+                      lambda f: _write_npz(f, arrays), overwrite=True)
     write_file_atomic(config_path,
                       lambda f: f.write(json.dumps(document, indent=2).encode()),
                       overwrite=True)

@@ -28,6 +28,10 @@ ARMS = {
     "prior_lr_x10": ["--learning_rate=0.0001", "--prior_lr_scale=10"],
     "ema0.999": ["--learning_rate=0.0001", "--ema_decay=0.999"],
     "lr1e-4_seed8": ["--learning_rate=0.0001", "--seed=8"],
+    # g_s alone on rounded latents: g_a and the prior are frozen, so the
+    # bpp is the start's and any PSNR change is the arm's gain.
+    "decoder_rounded": ["--learning_rate=0.0001",
+                        "--finetune_decoder_rounded"],
 }
 
 flags.DEFINE_string("init_from", None, "Model folder every arm starts from.")

@@ -29,8 +29,9 @@ cumulative training Gpix, one point per leg.
 
     python -m experiments.campaign ship [--replace_shipped]
 
-`ship` copies the made rungs into balle/pretrained (experiments.ship_model)
-with their measured figures (measured.json, read by `balle models`);
+`ship` copies the made rungs, byte for byte, into balle/pretrained with
+their records (recipe.json) and measured figures (measured.json, read by
+`balle models`);
 --replace_shipped also deletes shipped models that are not rungs.
 
 `ladder` makes the rate ladder (balle.campaign.LADDER): the anchor becomes
@@ -55,11 +56,8 @@ from absl import flags
 
 from balle import campaign as campaign_lib
 from balle import evaluation
-from balle import pretrained
 from balle import rd_plot
-from balle import safe_write
 from experiments import SOURCE_PRETRAINED
-from experiments import ship_model
 
 flags.DEFINE_string("campaign_dir", "campaign", "Committed campaign state.")
 flags.DEFINE_string("work_dir", "runs/campaign", "Checkpoints of the legs "
@@ -200,27 +198,14 @@ def _ladder(campaign):
 
 def _ship(campaign):
   """Ships every made rung into the source tree's balle/pretrained."""
-  destination = SOURCE_PRETRAINED
-  rungs = {record.quality: record for record in campaign.ladder}
-  names = {campaign_lib.rung(q).name for q in rungs}
-  for quality, record in sorted(rungs.items()):
-    target = ship_model.ship(campaign.rung_dir(quality), destination,
-                             overwrite=True)
-    measured = dict(record.test_sets, source=(
-        f"{FLAGS.campaign_dir}/{campaign_lib.STATE_FILE}, ladder rung "
-        f"{quality}: python -m experiments.campaign ladder (docs/campaign.md)"))
-    text = json.dumps(measured, indent=2) + "\n"
-    safe_write.write_file_atomic(
-        os.path.join(target, pretrained.MEASURED_FILE),
-        lambda f, text=text: f.write(text.encode()), overwrite=True)
-    print(f"quality {quality}: {target}")
-  stale = [n for n in pretrained.list_models() if n not in names]
-  if stale and FLAGS.replace_shipped:
-    for name in stale:
-      shutil.rmtree(os.path.join(destination, name))
-      print(f"removed {name}")
-  elif stale:
-    print(f"still shipped, not rungs: {', '.join(stale)} "
+  shipped, removed, kept = campaign.ship(SOURCE_PRETRAINED,
+                                         replace_others=FLAGS.replace_shipped)
+  for folder in shipped:
+    print(f"shipped {folder}")
+  for name in removed:
+    print(f"removed {name}")
+  if kept:
+    print(f"still shipped, not rungs: {', '.join(kept)} "
           "(--replace_shipped removes them)")
 
 

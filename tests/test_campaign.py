@@ -15,6 +15,7 @@ from absl.testing import flagsaver
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
 from balle import campaign as campaign_lib
+from balle import pretrained
 from balle import rd_plot
 from balle import reference_curves
 from balle.model import FactorizedPriorModel, ModelConfig
@@ -244,6 +245,14 @@ def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
   with pytest.raises(ValueError, match="starts from rung 2, which is not"):
     campaign.rung_train_flags(1, "work", ["train/"], steps=100)
 
+  anchor_files = tmp_path / "anchor-files"
+  shutil.copytree(campaign.anchor_dir, anchor_files)
+  shutil.rmtree(campaign.anchor_dir)
+  _tiny_rung_model(campaign.anchor_dir, 0.01, 8)  # not leg 1's model
+  with pytest.raises(ValueError, match="is not the model leg 1 measured"):
+    campaign.end_rung(2)
+  shutil.rmtree(campaign.anchor_dir)
+  shutil.copytree(anchor_files, campaign.anchor_dir)
   measured = []
   record = campaign.end_rung(2, measure=measured.append)
   assert not measured  # the anchor is the last leg's model: its figures
@@ -267,7 +276,9 @@ def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
                       _tiny_rung_model(str(tmp_path / f"r{quality}"), lmbda,
                                        filters),
                       steps=100, losses={100: 1.0})
-    campaign.end_rung(quality, final, ["--x"], measure=lambda folder, b=bpp,
+    campaign.end_rung(quality, final, ["--batchsize=2", "--patchsize=50",
+                                       "--init_from=/machine/a/b/c"],
+                      measure=lambda folder, b=bpp,
                       p=psnr: {"kodak": {"bpp": b, "psnr_db": p,
                                          "ms_ssim": 0.97}})
   assert campaign.next_rung() is None
@@ -283,7 +294,10 @@ def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
   assert rates["kodak vs JPEG 2000"] < 0
   assert "kodak vs published Ballé 2017" in rates
   table = reloaded.ladder_table()
-  assert "| 3 | 0.02 | 12 | bls2017-mse-0.0100 | 100 |" in table
+  in_all = reloaded.legs[0].cumulative_gpix + 100 * 2 * 50 ** 2 / 1e9
+  assert reloaded.rung_training(3)[0] == pytest.approx(in_all)
+  assert f"| 3 | 0.02 | 12 | bls2017-mse-0.0100 | 100 | 0.03 | {in_all:.1f} / " \
+      in table
   assert "BD-rate (PSNR), kodak vs JPEG 2000" in table
 
   shipped = tmp_path / "shipped"
@@ -291,15 +305,25 @@ def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
   old = shipped / "bls2017-mse-0.0450"  # a shipped model that is no rung
   shutil.copytree(tiny_model_dir, old)
   monkeypatch.setattr(campaign_runner, "SOURCE_PRETRAINED", str(shipped))
-  monkeypatch.setattr(campaign_runner.pretrained, "_FOLDER", str(shipped))
+  monkeypatch.setattr(pretrained, "_FOLDER", str(shipped))
   with flagsaver.as_parsed(campaign_dir=directory, replace_shipped="false"):
     campaign_runner._ship(reloaded)  # pylint: disable=protected-access
   assert old.exists()  # kept without --replace_shipped
   with flagsaver.as_parsed(campaign_dir=directory, replace_shipped="true"):
     campaign_runner._ship(reloaded)  # pylint: disable=protected-access
   assert not old.exists()
-  assert campaign_runner.pretrained.list_models() == [
+  assert pretrained.list_models() == [
       "bls2017-mse-0.0050", "bls2017-mse-0.0100", "bls2017-mse-0.0200"]
-  info = campaign_runner.pretrained.describe("bls2017-mse-0.0200")
+  info = pretrained.describe("bls2017-mse-0.0200")
   assert info["measured"]["kodak"]["psnr_db"] == 35.0
   assert "ladder rung 3" in info["measured"]["source"]
+  rung_3 = shipped / "bls2017-mse-0.0200"
+  for name in ("weights.npz", "config.json"):  # the measured bytes
+    assert (rung_3 / name).read_bytes() == open(
+        os.path.join(reloaded.rung_dir(3), name), "rb").read()
+  recipe = json.loads((rung_3 / "recipe.json").read_text())
+  assert recipe["parent"] == "bls2017-mse-0.0100" and recipe["steps"] == 100
+  assert "--init_from=.../b/c" in recipe["flags"]  # no path of the machine
+  reloaded.ladder[2].model_id = "0" * 16  # the files are not what was measured
+  with pytest.raises(ValueError, match="not the model rung"):
+    reloaded.ship(str(shipped))

@@ -1,5 +1,6 @@
 import json
 import os
+import time
 
 import pytest
 import tensorflow as tf
@@ -63,6 +64,19 @@ def test_config_without_architecture_loads_as_bls2017(tiny_model, tmp_path):
   assert isinstance(loaded, FactorizedPriorModel)
   assert loaded.config == tiny_model.config
   assert loaded.model_id == tiny_model.model_id
+
+
+def test_saving_twice_writes_identical_bytes(tiny_model, tmp_path,
+                                            monkeypatch):
+  """A model saved again (a shipped copy of a campaign rung) is the same
+  file, whatever the clock says, so git stores it once."""
+  tiny_model.save(str(tmp_path / "first"))
+  clock = time.time()
+  monkeypatch.setattr(time, "time", lambda: clock + 3600)
+  tiny_model.save(str(tmp_path / "second"))
+  for name in (compression_model.CONFIG_FILE, compression_model.WEIGHTS_FILE):
+    assert ((tmp_path / "first" / name).read_bytes()
+            == (tmp_path / "second" / name).read_bytes())
 
 
 def test_load_model_dispatches_on_the_architecture(tmp_path):

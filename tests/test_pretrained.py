@@ -80,33 +80,36 @@ def test_ship_model_writes_a_compact_model_where_asked(tiny_model_dir,
   assert not hasattr(pretrained, "ship")  # the registry only reads
 
 
-def test_qualities_follow_the_ladder_lambdas():
+def test_qualities_follow_the_ladder_lambdas(monkeypatch):
   assert pretrained.quality_of_lambda(0.0130) == 4
   assert pretrained.quality_of_lambda(0.18) == 8
   assert pretrained.quality_of_lambda(0.0450) is None
-  shipped = {pretrained.describe(n)["quality"]: n
-             for n in pretrained.list_models()}
-  for quality, name in shipped.items():
-    if quality is not None:
-      assert pretrained.model_for_quality(quality) == name
-  missing = [q for q in range(1, 9) if q not in shipped]
-  for quality in missing:
-    with pytest.raises(KeyError, match=f"no shipped model of quality "
-                       f"{quality}.*shipped qualities"):
-      pretrained.model_for_quality(quality)
+  for quality, lmbda in enumerate(pretrained.QUALITY_LAMBDAS, start=1):
+    name = pretrained.model_for_quality(quality)
+    assert pretrained.describe(name)["lmbda"] == lmbda
+  shipped = pretrained.list_models()
+  monkeypatch.setattr(pretrained, "list_models",
+                      lambda: [n for n in shipped if "0.0067" not in n])
+  with pytest.raises(KeyError, match="no shipped model of quality 3 "
+                     r"\(lambda 0.0067\); shipped qualities: 1, 2, 4, 5, 6"):
+    pretrained.model_for_quality(3)
   with pytest.raises(KeyError, match="quality must be 1..8, got 9"):
     pretrained.model_for_quality(9)
 
 
-def test_describe_reads_measured_figures(monkeypatch, tmp_path, tiny_model_dir):
-  folder = tmp_path / "bls2017-mse-0.0250"
-  folder.mkdir()
-  for name in ("config.json", "weights.npz"):
-    (folder / name).write_bytes(open(os.path.join(tiny_model_dir, name),
-                                     "rb").read())
-  monkeypatch.setattr(pretrained, "_FOLDER", str(tmp_path))
-  info = pretrained.describe("bls2017-mse-0.0250")
-  assert info["measured"] == {} and info["num_filters"] == 8
-  kodak = {"bpp": 0.5, "psnr_db": 31.25, "ms_ssim": 0.975}
-  (folder / pretrained.MEASURED_FILE).write_text(json.dumps({"kodak": kodak}))
-  assert pretrained.describe("bls2017-mse-0.0250")["measured"]["kodak"] == kodak
+def test_higher_qualities_spend_more_bits_for_more_fidelity():
+  """The eight shipped rates, as measured when shipped (Kodak) and on a
+  photo-like image here: bpp and PSNR both rise with the quality."""
+  image = smooth_image(128, 192)
+  kodak, here = [], []
+  for quality in range(1, len(pretrained.QUALITY_LAMBDAS) + 1):
+    name = pretrained.model_for_quality(quality)
+    kodak.append(pretrained.describe(name)["measured"]["kodak"])
+    model = pretrained.resolve(name)
+    data = codec.compress_image(model, image)
+    here.append((metrics.bits_per_pixel(len(data), 128, 192),
+                 metrics.psnr_rgb(image, codec.decompress_image(data, model))))
+  for figures in (here, [(k["bpp"], k["psnr_db"]) for k in kodak]):
+    rates, psnrs = zip(*figures)
+    assert list(rates) == sorted(rates) and len(set(rates)) == len(rates)
+    assert list(psnrs) == sorted(psnrs), figures

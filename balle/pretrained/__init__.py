@@ -86,6 +86,12 @@ def describe(name):
           "quality": quality_of_lambda(config["lmbda"]), "measured": measured}
 
 
+def format_figures(figures):
+  """"bpp / PSNR dB / MS-SSIM" of one measured test set, as tables show it."""
+  return (f"{figures['bpp']:.3f} / {figures['psnr_db']:.2f} / "
+          f"{figures['ms_ssim']:.4f}")
+
+
 def model_for_quality(quality):
   """Name of the shipped model of `quality` (QUALITY_LAMBDAS)."""
   shipped = {describe(name)["quality"]: name for name in list_models()}
