@@ -95,14 +95,14 @@ ANCHOR_QUALITY = 5  # the anchor is this rung (its lambda and N)
 # anchor's N = 128. Peers use N = 192 above quality 5, but the anchor
 # widened to 192 (balle.widen) spends its first thousands of steps silencing
 # the fresh channels: on 2026-11-29 rung 6 made that way (1,500 steps)
-# coded Kodak at 2.049 bpp / 35.37 dB, where the published curve is ~4 dB
-# higher (docs/campaign.md, "Making the ladder").
+# coded Kodak at 2.049 bpp / 35.37 dB, ~5 dB under the published curve
+# (docs/campaign.md, "Making the ladder").
 LADDER = tuple(Rung(quality, lmbda, 128)
                for quality, lmbda in enumerate(pretrained.QUALITY_LAMBDAS,
                                                start=1))
 # Fine-tuning order: each rung starts from its neighbour towards the anchor
 # (one octave of lambda), so the lower chain goes 4, 3, 2, 1, the upper 6, 7,
-# 8 (6 widened from the anchor's N = 128 by balle.widen).
+# 8.
 LADDER_ORDER = (5, 4, 3, 2, 1, 6, 7, 8)
 # What a rung's fine-tuning changes in the plan's flags. A rung has to move
 # one octave of lambda in a short run, which the anchor's recipe (constant
@@ -205,7 +205,7 @@ class Campaign:
       recipe = json.load(f)
     plan = self.plan["train_flags"]
     steps = int(recipe["steps"])
-    gpix = steps * int(plan["batchsize"]) * int(plan["patchsize"]) ** 2 / 1e9
+    gpix = _gpix(steps, plan)
     previous_gpix = (self.legs[-1].cumulative_gpix if self.legs
                      else self.plan.get("init_gpix", 0.0))
     previous_time_s = (self.legs[-1].cumulative_wall_time_s if self.legs
@@ -330,9 +330,8 @@ class Campaign:
     gpix = wall_time_s = 0.0
     while quality != ANCHOR_QUALITY:
       record = records[quality]
-      flags = dict(flag[2:].split("=", 1) for flag in record.flags)
-      gpix += (record.steps * int(flags["batchsize"])
-               * int(flags["patchsize"]) ** 2 / 1e9)
+      gpix += _gpix(record.steps,
+                    dict(flag[2:].split("=", 1) for flag in record.flags))
       wall_time_s += record.wall_time_s
       quality = parent_quality(quality)
     legs = [leg for leg in self.legs
@@ -416,31 +415,15 @@ class Campaign:
 
     Per test set: bpp / PSNR / MS-SSIM, then one column per PSNR gap any
     leg recorded for it ("-" where a leg has none)."""
-    names = sorted({name for r in self.legs for name in r.test_sets},
-                   key=lambda name: (name != "kodak", name))
-    columns = []  # (test set, figure key or None for bpp / PSNR / MS-SSIM)
-    for name in names:
-      columns.append((name, None))
-      columns += [(name, gap) for gap in GAP_TITLES
-                  if any(gap in r.test_sets.get(name, {}) for r in self.legs)]
-    titles = [f"{name} bpp / PSNR dB / MS-SSIM" if key is None else
-              f"{name} PSNR gap to {GAP_TITLES[key]} dB"
-              for name, key in columns]
+    columns = _test_set_columns(self.legs)
+    titles = [_test_set_title(column) for column in columns]
     titles = ["leg", "date", "steps", "Gpix (cumulative)",
               "wall h (cumulative)", "train loss",
               "validation bpp / PSNR dB"] + titles
     rows = ["| " + " | ".join(titles) + " |",
             "|---:|---|---:|---:|---:|---:|---:|" + "---:|" * len(columns)]
     for r in self.legs:
-      figures = []
-      for name, key in columns:
-        f = r.test_sets.get(name)
-        if f is None:
-          figures.append("-")
-        elif key is None:
-          figures.append(pretrained.format_figures(f))
-        else:
-          figures.append("-" if f.get(key) is None else f"{f[key]:+.2f}")
+      figures = [_test_set_cell(r.test_sets, column) for column in columns]
       cells = [str(r.leg), r.date, f"{r.steps:,}",
                f"{r.gpix:.1f} ({r.cumulative_gpix:.1f})",
                f"{r.wall_time_s / 3600:.2f} "
@@ -455,15 +438,10 @@ class Campaign:
 
     "steps" and "wall h" are the rung's own fine-tuning; "in all" adds the
     anchor's and its chain's training (rung_training)."""
-    names = sorted({name for r in self.ladder for name in r.test_sets},
-                   key=lambda name: (name != "kodak", name))
+    columns = _test_set_columns(self.ladder)
     titles = ["quality", "lambda", "N", "fine-tuned from", "steps", "wall h",
               "in all: Gpix / wall h", "validation bpp / PSNR dB"]
-    for name in names:
-      titles.append(f"{name} bpp / PSNR dB / MS-SSIM")
-      titles += [f"{name} PSNR gap to {GAP_TITLES[key]} dB"
-                 for key in GAP_TITLES
-                 if any(key in r.test_sets.get(name, {}) for r in self.ladder)]
+    titles += [_test_set_title(column) for column in columns]
     rows = ["| " + " | ".join(titles) + " |",
             "|" + "---:|" * len(titles)]
     for r in self.ladder:
@@ -473,13 +451,7 @@ class Campaign:
                "-" if in_all is None else
                f"{in_all[0]:.1f} / {in_all[1] / 3600:.2f}",
                f"{r.validation_bpp:.3f} / {r.validation_psnr_db:.2f}"]
-      for name in names:
-        f = r.test_sets.get(name)
-        cells.append("-" if f is None else pretrained.format_figures(f))
-        for key in GAP_TITLES:
-          if any(key in x.test_sets.get(name, {}) for x in self.ladder):
-            gap = (f or {}).get(key)
-            cells.append("-" if gap is None else f"{gap:+.2f}")
+      cells += [_test_set_cell(r.test_sets, column) for column in columns]
       rows.append("| " + " | ".join(cells) + " |")
     rates = self.ladder_bd_rates()
     if rates:
@@ -539,6 +511,43 @@ class Campaign:
     finally:
       pyplot.close(figure)
     return path
+
+
+def _test_set_columns(records):
+  """The test-set columns of a table of leg or rung `records`: per test set
+  (Kodak first) (name, None) for its bpp / PSNR / MS-SSIM, then (name, key)
+  for each PSNR gap any record has for it."""
+  names = sorted({name for r in records for name in r.test_sets},
+                 key=lambda name: (name != "kodak", name))
+  columns = []
+  for name in names:
+    columns.append((name, None))
+    columns += [(name, key) for key in GAP_TITLES
+                if any(key in r.test_sets.get(name, {}) for r in records)]
+  return columns
+
+
+def _test_set_title(column):
+  name, key = column
+  return (f"{name} bpp / PSNR dB / MS-SSIM" if key is None else
+          f"{name} PSNR gap to {GAP_TITLES[key]} dB")
+
+
+def _test_set_cell(test_sets, column):
+  """A record's cell of `column` ("-" where it has no figure)."""
+  name, key = column
+  figures = test_sets.get(name)
+  if figures is None:
+    return "-"
+  if key is None:
+    return pretrained.format_figures(figures)
+  return "-" if figures.get(key) is None else f"{figures[key]:+.2f}"
+
+
+def _gpix(steps, flags):
+  """Training pixels (Gpix) of `steps` steps under `flags` ({name: value}
+  of experiments.train flags with batchsize and patchsize)."""
+  return steps * int(flags["batchsize"]) * int(flags["patchsize"]) ** 2 / 1e9
 
 
 def portable_flags(flags):

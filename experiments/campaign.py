@@ -31,8 +31,8 @@ cumulative training Gpix, one point per leg.
 
 `ship` copies the made rungs, byte for byte, into balle/pretrained with
 their records (recipe.json) and measured figures (measured.json, read by
-`balle models`);
---replace_shipped also deletes shipped models that are not rungs.
+`balle models`); --replace_shipped also deletes shipped models that are not
+rungs.
 
 `ladder` makes the rate ladder (balle.campaign.LADDER): the anchor becomes
 quality 5 as it is, then each missing rung is fine-tuned for --rung_steps
