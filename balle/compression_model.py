@@ -11,8 +11,10 @@ headers. `save` writes config.json + weights.npz, `load_model` reads them
 back into the registered class.
 
 training, codec, export, evaluation, campaign and pretrained use only this
-interface (codec's tiling and the SavedModel's decoder are written for
-architectures that code a tile as one tensor: `section_shapes` of length 1).
+interface. Tiled coding (balle.codec) asks the model for its `tile_coder`
+(balle.tiling), which knows how the architecture's sections depend on each
+other across tiles; the SavedModel's decoder is written for architectures
+that code an image as one tensor (`section_shapes` of length 1).
 """
 
 import dataclasses
@@ -36,7 +38,7 @@ WEIGHTS_FILE = "weights.npz"
 # version-1 file).
 DEFAULT_ARCHITECTURE = file_format.FACTORIZED_PRIOR
 # Modules defining the built-in architectures, imported on first lookup.
-_BUILT_IN_MODULES = ("balle.model",)
+_BUILT_IN_MODULES = ("balle.model", "balle.hyperprior")
 _REGISTRY = {}
 
 
@@ -61,9 +63,11 @@ class ModelConfig:
   """What defines a model's architecture and training objective.
 
   The defaults are the paper's model (num_filters 0 = 192 for RGB, 128 for
-  gray); the training recipe overrides num_filters (balle.training). The
+  gray); the training recipe overrides num_filters (balle.train_config). The
   distortion belongs here, beside lambda: it is part of what the weights
-  were trained for, and of the model's name and id.
+  were trained for, and of the model's name and id. latent_channels is
+  stored as 0 when M equals N (so the configuration of a model has one
+  form); `num_latent_channels` is M either way.
   """
   lmbda: float = setting(0.0130, "Rate-distortion weight lambda: loss = "
                          "bpp + lambda * D (MSE: 0..255 scale).")
@@ -74,12 +78,16 @@ class ModelConfig:
                              "192 for RGB, 128 for gray. Training defaults "
                              "to 128 for both: twice the steps per CPU-hour "
                              "of 192.")
+  latent_channels: int = setting(0, "Channels M of the latents y (the last "
+                                 "layer of g_a, the first of g_s); 0: the "
+                                 "same as num_filters.")
   gdn_form: str = setting("paper", "GDN form: paper (x / sqrt(beta + sum "
                           "gamma x^2)) or simplified (x / (beta + sum gamma "
                           "|x|)).", choices=transforms.GDN_FORMS)
   architecture: str = setting(DEFAULT_ARCHITECTURE, "Model architecture "
                               "(balle.compression_model registry): bls2017, "
-                              "the factorized prior.")
+                              "the factorized prior, or bmshj2018, the scale "
+                              "hyperprior.")
   distortion: str = setting("mse", "Distortion D in the loss bpp + lambda * "
                             "D (balle.losses).", choices=losses.DISTORTIONS)
   name: str = ""  # "" selects <architecture>-<distortion>-<lmbda>
@@ -90,6 +98,11 @@ class ModelConfig:
     if self.num_filters == 0:
       object.__setattr__(self, "num_filters",
                          default_num_filters(self.channels))
+    if self.latent_channels < 0:
+      raise ValueError(f"latent_channels must be >= 0, got "
+                       f"{self.latent_channels}")
+    if self.latent_channels == self.num_filters:
+      object.__setattr__(self, "latent_channels", 0)
     if self.gdn_form not in transforms.GDN_FORMS:
       raise ValueError(f"gdn_form must be one of {transforms.GDN_FORMS}, "
                        f"got {self.gdn_form!r}")
@@ -100,11 +113,16 @@ class ModelConfig:
           self, "name",
           f"{self.architecture}-{self.distortion}-{self.lmbda:.4f}")
 
+  @property
+  def num_latent_channels(self):
+    """M: latent_channels, or num_filters when that is 0."""
+    return self.latent_channels or self.num_filters
+
 
 # Settings added after models were shipped, with the value all those models
 # have: hashed into the model id only when they differ, so old ids stand.
 _SETTINGS_OUTSIDE_OLD_IDS = {"architecture": DEFAULT_ARCHITECTURE,
-                             "distortion": "mse"}
+                             "distortion": "mse", "latent_channels": 0}
 
 
 def register(cls):
@@ -129,6 +147,28 @@ def model_class(architecture):
 def load_model(directory):
   """The model saved by `save` in `directory`, of its registered class."""
   return CompressionModel.load(directory)
+
+
+def to_model_channels(image, channels):
+  """uint8 image [H, W, C] -> [H, W, channels]: a gray image (C = 1) on an
+  RGB model is coded as R = G = B. In TensorFlow ops."""
+  image = tf.cond(tf.shape(image)[2] < channels,
+                  lambda: tf.repeat(image, channels, axis=2), lambda: image)
+  return tf.ensure_shape(image, [None, None, channels])
+
+
+def to_image_pixels(reconstruction, gray, channels):
+  """g_s's output [H, W, channels] (nominally 0..1) -> uint8 pixels, their
+  rounded mean (R + G + B + 1) // 3 when `gray` (a bool tensor) on an RGB
+  model. In TensorFlow ops."""
+  image = tf.saturate_cast(tf.round(reconstruction * 255.), tf.uint8)
+  if channels == 1:
+    return image
+  return tf.cond(
+      gray,
+      lambda: tf.cast((tf.reduce_sum(tf.cast(image, tf.int32), axis=2,
+                                     keepdims=True) + 1) // 3, tf.uint8),
+      lambda: image)
 
 
 def _write_npz(file, arrays):
@@ -178,15 +218,18 @@ class CompressionModel(tf.keras.Model):
 
   @property
   def downsampling_factor(self):
-    """Pixels per latent along each side: coded images are extended to
-    multiples of it, and tiles are multiples of it."""
+    """Pixels along each side per element of the model's coarsest section
+    (bls2017: 16, its latents; bmshj2018: 64, its hyper-latents): tiles are
+    multiples of it."""
     raise NotImplementedError
 
-  def rate_distortion(self, images, training=True):
+  def rate_distortion(self, images, training=True, straight_through=False):
     """(bpp, distortion, loss) for float images [B, H, W, C] on the 0..255
     scale: noisy latents and the differentiable rate with training=True,
     rounded latents and their ideal code length otherwise;
-    loss = bpp + lambda * distortion (balle.losses)."""
+    loss = bpp + lambda * distortion (balle.losses). With training and
+    `straight_through`, g_s gets the rounded latents instead of the noisy
+    ones, with the identity as their gradient (the rate keeps the noise)."""
     raise NotImplementedError
 
   def call(self, images, training=False):
@@ -223,6 +266,11 @@ class CompressionModel(tf.keras.Model):
   def section_shapes(self, height, width):
     """Shapes of the sections `compress` writes for an H x W image (or
     tile), in order."""
+    raise NotImplementedError
+
+  def tile_coder(self):
+    """The `balle.tiling.TileCoder` that codes this model's images in tiles
+    (one per model, traced functions cached in it)."""
     raise NotImplementedError
 
   def compress(self, image):

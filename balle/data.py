@@ -101,14 +101,25 @@ def load_images(files, min_size=0, channels=3, num_threads=2):
   return images, len(decoded) - len(images)
 
 
+# Largest factor of random_downsample (PatchSampler).
+MAX_DOWNSAMPLE = 4.0
+
+
 class PatchSampler:
   """Draws batches of random patches (crop + left-right flip) from arrays.
 
   Images are drawn uniformly, then a crop position uniformly within the
   image, so small and large images contribute equally many patches.
+
+  With `random_downsample` (the paper's data recipe, Sec. 4), each patch is
+  a square region of side f * patchsize resized to patchsize (Pillow's
+  antialiased Lanczos filter), f log-uniform in [1, min(MAX_DOWNSAMPLE,
+  shorter side / patchsize)]: downsampling averages away JPEG blocking,
+  chroma subsampling and sensor noise, and packs more detail per pixel.
   """
 
-  def __init__(self, images, patchsize, batchsize, seed=0):
+  def __init__(self, images, patchsize, batchsize, seed=0,
+               random_downsample=False):
     if not images:
       raise ValueError("no training images large enough for the patch size")
     for image in images:
@@ -119,6 +130,7 @@ class PatchSampler:
     self.patchsize = patchsize
     self.batchsize = batchsize
     self.channels = images[0].shape[2]
+    self.random_downsample = random_downsample
     self.rng = np.random.default_rng(seed)
 
   def batch(self):
@@ -128,11 +140,22 @@ class PatchSampler:
     for k, i in enumerate(self.rng.integers(len(self.images),
                                             size=self.batchsize)):
       image = self.images[i]
-      y = self.rng.integers(image.shape[0] - p + 1)
-      x = self.rng.integers(image.shape[1] - p + 1)
-      patch = image[y:y + p, x:x + p]
+      side = self._region_side(image)
+      y = self.rng.integers(image.shape[0] - side + 1)
+      x = self.rng.integers(image.shape[1] - side + 1)
+      patch = _resized(image[y:y + side, x:x + side], p)
       out[k] = patch[:, ::-1] if self.rng.integers(2) else patch
     return out
+
+  def _region_side(self, image):
+    """Side of the region a patch is made from: patchsize, or f times it
+    with random_downsample."""
+    p = self.patchsize
+    if not self.random_downsample:
+      return p
+    largest = min(MAX_DOWNSAMPLE, min(image.shape[:2]) / p)
+    factor = np.exp(self.rng.uniform(0, np.log(largest)))
+    return min(int(round(p * factor)), min(image.shape[:2]))
 
   def __iter__(self):
     while True:
@@ -148,6 +171,17 @@ class PatchSampler:
     return dataset.prefetch(prefetch)
 
 
+def _resized(region, side):
+  """uint8 [h, w, C] region resized to [side, side, C] (Lanczos, which
+  antialiases when it shrinks); returned as is when it has that size."""
+  if region.shape[0] == side and region.shape[1] == side:
+    return region
+  channels = region.shape[2]
+  with Image.fromarray(region[..., 0] if channels == 1 else region) as img:
+    resized = np.asarray(img.resize((side, side), Image.LANCZOS))
+  return resized.reshape(side, side, channels)
+
+
 def crop_to_multiple(image, multiple):
   """Top-left crop of `image` to height and width multiples of `multiple`.
 
@@ -161,7 +195,8 @@ def crop_to_multiple(image, multiple):
 
 
 def training_data(patterns, patchsize, batchsize, multiple, num_validation=0,
-                  seed=0, channels=3, validation_patterns=()):
+                  seed=0, channels=3, validation_patterns=(),
+                  random_downsample=False):
   """(PatchSampler over training images, list of validation images).
 
   Logs the number of images found, held out and skipped (smaller than the
@@ -184,4 +219,5 @@ def training_data(patterns, patchsize, batchsize, multiple, num_validation=0,
                len(images), num_pixels / 1e6)
   logging.info("validation images: %s",
                ", ".join(os.path.basename(f) for f in validation_files))
-  return PatchSampler(images, patchsize, batchsize, seed), validation
+  return PatchSampler(images, patchsize, batchsize, seed,
+                      random_downsample), validation

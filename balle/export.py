@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from balle import codec as balle_codec
 from balle import file_format
+from balle import range_coding
 
 
 class _SavedCodec(tf.Module):
@@ -76,9 +77,9 @@ class _SavedCodec(tf.Module):
     entropy_model = self.model.entropy_model
     latent_shape = tf.concat([latent_shape, [self.model.config.num_filters]],
                              0)
-    latents = balle_codec.range_decode(entropy_model, payload, latent_shape)
+    latents = range_coding.range_decode(entropy_model, payload, latent_shape)
     check = tf.debugging.Assert(
-        balle_codec.check_range_code(entropy_model, latents, payload),
+        range_coding.check_range_code(entropy_model, latents, payload),
         ["file is corrupted: the payload is not a range coding of its "
          "latents"])
     with tf.control_dependencies([check]):

@@ -18,14 +18,22 @@ rebuilds the tables from floating-point weights, so encoder and decoder agree
 bit for bit.
 """
 
+import weakref
+
+import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from balle import file_format
 from balle import losses
+from balle import range_coding
+from balle import tiling
 from balle import transforms
 from balle.compression_model import CompressionModel
 from balle.compression_model import ModelConfig
 from balle.compression_model import register
+from balle.compression_model import to_image_pixels
+from balle.compression_model import to_model_channels
 
 
 def replicate_edges_to_multiple(image, multiple):
@@ -53,10 +61,11 @@ class FactorizedPriorModel(CompressionModel):
         precision, name="factorized_prior")
     c = self.config
     self.analysis = transforms.AnalysisTransform(
-        c.num_filters, c.gdn_form, precision)
+        c.num_filters, c.gdn_form, precision,
+        latent_channels=c.num_latent_channels)
     self.synthesis = transforms.SynthesisTransform(
         c.num_filters, c.channels, c.gdn_form, precision)
-    self.prior = tfc.NoisyDeepFactorized(batch_shape=[c.num_filters])
+    self.prior = tfc.NoisyDeepFactorized(batch_shape=[c.num_latent_channels])
     self.entropy_model = None  # Set by freeze_for_coding() or load().
     self.build((None, None, None, c.channels))
 
@@ -78,12 +87,16 @@ class FactorizedPriorModel(CompressionModel):
   def prior_variables(self):
     return self.prior.trainable_variables
 
-  def rate_distortion(self, images, training=True):
+  def rate_distortion(self, images, training=True, straight_through=False):
     entropy_model = tfc.ContinuousBatchedEntropyModel(
         self.prior, coding_rank=3, compression=False)
     images = tf.convert_to_tensor(images, tf.float32)
     latents = tf.cast(self.analysis(images / 255.), tf.float32)
     latents_hat, bits = entropy_model(latents, training=training)
+    if training and straight_through:
+      # Rounded as at coding time (offsets included), gradient passed as is.
+      latents_hat = latents + tf.stop_gradient(
+          entropy_model.quantize(latents) - latents)
     shape = tf.shape(images)
     reconstruction = tf.cast(self.synthesis(latents_hat),
                              tf.float32)[:, :shape[1], :shape[2], :]
@@ -109,23 +122,22 @@ class FactorizedPriorModel(CompressionModel):
     self.entropy_model = tfc.ContinuousBatchedEntropyModel(**entropy_config)
 
   def section_shapes(self, height, width):
-    """One section: the latents, ceil(H/16) x ceil(W/16) x N."""
+    """One section: the latents, ceil(H/16) x ceil(W/16) x M."""
     factor = self.downsampling_factor
     return [(-(-height // factor), -(-width // factor),
-             self.config.num_filters)]
+             self.config.num_latent_channels)]
+
+  def tile_coder(self):
+    return FactorizedTileCoder.of(self)
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, None], tf.uint8)])
   def compress(self, image):
-    """uint8 image [H, W, C] -> ((range-coded latents, [h, w, N]),).
+    """uint8 image [H, W, C] -> ((range-coded latents, [h, w, M]),).
 
     C is the model's channel count, or 1 for an RGB model: a grayscale image
     is then coded as RGB with R = G = B (the header keeps C = 1).
     """
-    image = tf.cond(
-        tf.shape(image)[2] < self.config.channels,
-        lambda: tf.repeat(image, self.config.channels, axis=2),
-        lambda: image)
-    image = tf.ensure_shape(image, [None, None, self.config.channels])
+    image = to_model_channels(image, self.config.channels)
     image = replicate_edges_to_multiple(image, self.downsampling_factor)
     latents = self.analysis(tf.cast(image, tf.float32)[None] / 255.)
     strings = self.entropy_model.compress(latents)
@@ -137,7 +149,7 @@ class FactorizedPriorModel(CompressionModel):
       tf.TensorSpec([], tf.int32),
   ])
   def decompress(self, sections, image_shape, channels):
-    """(((range-coded latents, [h, w, N]),), [H, W], C) -> uint8 image
+    """(((range-coded latents, [h, w, M]),), [H, W], C) -> uint8 image
     [H, W, C].
 
     C = 1 with an RGB model returns the rounded mean (R + G + B + 1) // 3.
@@ -146,11 +158,59 @@ class FactorizedPriorModel(CompressionModel):
     latents = self.entropy_model.decompress(string[None], shape[:2])
     reconstruction = self.synthesis(latents)[0]
     reconstruction = reconstruction[:image_shape[0], :image_shape[1], :]
-    image = tf.saturate_cast(tf.round(reconstruction * 255.), tf.uint8)
-    if self.config.channels == 1:
-      return image
-    return tf.cond(
-        channels < self.config.channels,
-        lambda: tf.cast((tf.reduce_sum(tf.cast(image, tf.int32), axis=2,
-                                       keepdims=True) + 1) // 3, tf.uint8),
-        lambda: image)
+    return to_image_pixels(reconstruction, channels < self.config.channels,
+                           self.config.channels)
+
+
+class FactorizedTileCoder(tiling.TileCoder):
+  """bls2017 in tiles: one section per tile, its latents, computed by g_a on
+  the tile plus ANALYSIS_HALO latents' worth of pixels (g_a's receptive
+  field reaches 28 pixels, under 2 latents, past a latent's own 16)."""
+
+  ANALYSIS_HALO = 4
+  _cache = weakref.WeakKeyDictionary()
+
+  @classmethod
+  def of(cls, model):
+    if model not in cls._cache:
+      cls._cache[model] = cls(model)
+    return cls._cache[model]
+
+  def __init__(self, model):
+    super().__init__(model)
+    self._analysis = tf.function(self._analyze, reduce_retracing=True)
+
+  def _analyze(self, pixels, crop):
+    """Range-codes latents[crop] of g_a(pixels); crop = [top, left, h, w]."""
+    latents = self.model.analysis(tf.cast(pixels, tf.float32)[None] / 255.)
+    latents = latents[:, crop[0]:crop[0] + crop[2],
+                      crop[1]:crop[1] + crop[3], :]
+    return self.model.entropy_model.compress(latents)[0]
+
+  def encode(self, image, rects):
+    stride = self.LATENT_STRIDE
+    sections = []
+    for rect in rects:
+      pixels, top, left = tiling.pixel_window(
+          image, rect, self.ANALYSIS_HALO * stride, stride,
+          self.model.config.channels)
+      cells = tiling.grid_span(rect, stride)
+      shape = (cells[2] - cells[0], cells[3] - cells[1])
+      crop = [cells[0] - top // stride, cells[1] - left // stride, *shape]
+      data = self._analysis(tf.constant(pixels), tf.constant(crop)).numpy()
+      sections.append(file_format.Section(
+          (*shape, self.model.config.num_latent_channels), data))
+    return sections
+
+  def decode_latents(self, sections, rects, height, width):
+    stride = self.LATENT_STRIDE
+    latents = np.empty((tiling.ceil_div(height, stride),
+                        tiling.ceil_div(width, stride),
+                        self.model.config.num_latent_channels), np.float32)
+    for index, (rect, section) in enumerate(zip(rects, sections)):
+      top, left = rect[0] // stride, rect[1] // stride
+      rows, columns = section.shape[:2]
+      latents[top:top + rows, left:left + columns] = (
+          range_coding.decode_section(self.model.entropy_model, section,
+                                      index))
+    return latents

@@ -7,6 +7,9 @@ latent pixel covers 16x16 image pixels:
     g_a: [conv 9x9 /4, GDN] -> [conv 5x5 /2, GDN] -> conv 5x5 /2
     g_s: [deconv 5x5 x2, IGDN] -> [deconv 5x5 x2, IGDN] -> deconv 9x9 x4
 
+with N filters in each layer but g_a's last, which has M (the latents'
+channels, N unless configured otherwise; g_s's first takes M).
+
 Two choices differ from a literal reading of the paper's figure; both follow
 tensorflow-compression's reference bls2017 model and were measured here:
 - No GDN on the latents (end of g_a) and no IGDN on them (start of g_s). A GDN
@@ -30,7 +33,12 @@ Padding is zero "same" padding: an H x W image gives ceil(H/16) x ceil(W/16)
 latents, and g_s returns a 16*ceil(H/16) x 16*ceil(W/16) image that the model
 crops back to H x W (for coding, the model first extends the image to
 multiples of 16 by edge replication, see balle.model).
+
+`ConvStack` builds any such chain from a list of `Stage`s (the transforms
+of balle.hyperprior too).
 """
+
+import dataclasses
 
 import numpy as np
 import tensorflow as tf
@@ -262,33 +270,65 @@ class SignalConv2D(tfc.SignalConv2D):
     return outputs
 
 
-class AnalysisTransform(tf.keras.Sequential):
-  """g_a: image in [0, 1], shape [B, H, W, C] -> latents [B, H/16, W/16, N]."""
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One layer of a `ConvStack`: a filters x kernel x kernel SignalConv2D
+  with the given stride (down in an analysis stack, up in a synthesis one),
+  then `after`: "gdn", "igdn", "relu" or None (linear)."""
+  filters: int
+  kernel: int
+  stride: int
+  after: str = None
+  phase_decomposition: bool = False
+
+
+class ConvStack(tf.keras.Sequential):
+  """A chain of `Stage`s: strided convolutions (`upsample=False`, layers
+  `<prefix>conv_i`) or transposed ones (`upsample=True`, `<prefix>deconv_i`),
+  each followed by its nonlinearity (GDN and IGDN layers `<prefix>gdn_i`,
+  `<prefix>igdn_i`, in `gdn_form`). The layer names are the variables'
+  names, hence part of saved weights and model ids."""
+
+  def __init__(self, stages, upsample, gdn_form="paper", precision="float32",
+               prefix="", name=None):
+    super().__init__(name=name)
+    kind = "deconv" if upsample else "conv"
+    for i, stage in enumerate(stages):
+      stride = ({"strides_up": stage.stride} if upsample else
+                {"strides_down": stage.stride})
+      self.add(_signal_conv(
+          precision, stage.filters, stage.kernel, f"{prefix}{kind}_{i}",
+          corr=not upsample, phase_decomposition=stage.phase_decomposition,
+          activation=tf.nn.relu if stage.after == "relu" else None, **stride))
+      if stage.after in ("gdn", "igdn"):
+        self.add(generalized_divisive_normalization(
+            gdn_form, inverse=stage.after == "igdn",
+            name=f"{prefix}{stage.after}_{i}", precision=precision))
+      elif stage.after not in ("relu", None):
+        raise ValueError(f"unknown nonlinearity {stage.after!r}")
+
+
+class AnalysisTransform(ConvStack):
+  """g_a: image in [0, 1], shape [B, H, W, C] -> latents [B, H/16, W/16, M]
+  (M = latent_channels, or num_filters when 0)."""
 
   def __init__(self, num_filters, gdn_form="paper", precision="float32",
-               name="analysis"):
-    super().__init__(name=name)
-    stages = [(9, 4), (5, 2), (5, 2)]
-    for i, (kernel, stride) in enumerate(stages):
-      self.add(_signal_conv(precision, num_filters, kernel, f"conv_{i}",
-                            corr=True, strides_down=stride,
-                            phase_decomposition=i == 0))
-      if i < len(stages) - 1:
-        self.add(generalized_divisive_normalization(
-            gdn_form, inverse=False, name=f"gdn_{i}", precision=precision))
+               name="analysis", latent_channels=0):
+    super().__init__([
+        Stage(num_filters, 9, 4, "gdn", phase_decomposition=True),
+        Stage(num_filters, 5, 2, "gdn"),
+        Stage(latent_channels or num_filters, 5, 2),
+    ], upsample=False, gdn_form=gdn_form, precision=precision, name=name)
 
 
-class SynthesisTransform(tf.keras.Sequential):
-  """g_s: latents [B, h, w, N] -> image [B, 16h, 16w, C], nominally in [0, 1]."""
+class SynthesisTransform(ConvStack):
+  """g_s: latents [B, h, w, M] -> image [B, 16h, 16w, C], nominally in
+  [0, 1]."""
 
   def __init__(self, num_filters, channels, gdn_form="paper",
                precision="float32", name="synthesis"):
-    super().__init__(name=name)
-    stages = [(num_filters, 5, 2), (num_filters, 5, 2), (channels, 9, 4)]
-    for i, (filters, kernel, stride) in enumerate(stages):
-      self.add(_signal_conv(precision, filters, kernel, f"deconv_{i}",
-                            corr=False, strides_up=stride,
-                            phase_decomposition=i == len(stages) - 1))
-      if i < len(stages) - 1:
-        self.add(generalized_divisive_normalization(
-            gdn_form, inverse=True, name=f"igdn_{i}", precision=precision))
+    super().__init__([
+        Stage(num_filters, 5, 2, "igdn"),
+        Stage(num_filters, 5, 2, "igdn"),
+        Stage(channels, 9, 4, phase_decomposition=True),
+    ], upsample=True, gdn_form=gdn_form, precision=precision, name=name)

@@ -1,6 +1,8 @@
-"""Widening a trained bls2017 model to more filters without changing its
-output. Specific to that architecture (`FactorizedPriorModel`): it knows how
-its kernels, GDN and prior parameters are laid out.
+"""Function-preserving warm starts of a trained bls2017 model: widening it
+to more filters (`widen`) and rescaling its latents (`rescale_latents`),
+both without changing its reconstruction. Specific to that architecture
+(`FactorizedPriorModel`): it knows how its kernels, GDN and prior
+parameters are laid out.
 
 The ladder's upper rates want N = 192 filters where the campaign's anchor has
 N = 128. Training N = 192 from scratch would throw the anchor's CPU-hours
@@ -48,6 +50,9 @@ def widen(narrow, wide):
   n, c = narrow.config, wide.config
   if (n.channels, n.gdn_form) != (c.channels, c.gdn_form):
     raise ValueError("widen: channels and gdn_form must match")
+  if n.latent_channels or c.latent_channels:
+    raise ValueError("widen: models with latent_channels M != N are not "
+                     "supported")
   if c.num_filters < n.num_filters:
     raise ValueError(f"widen: {c.num_filters} filters < {n.num_filters}")
   source = narrow.named_weights()
@@ -70,3 +75,35 @@ def widened_copy(narrow, num_filters, seed=0):
       narrow.config, num_filters=num_filters, name=""))
   widen(narrow, wide)
   return wide
+
+
+# The layers on either side of the latents and the prior's input layer.
+_LAST_ANALYSIS = "conv_2/"
+_FIRST_SYNTHESIS = "deconv_0/"
+_PRIOR_INPUT_MATRIX = "DeepFactorized/matrix_0"
+
+
+def rescale_latents(model, factor):
+  """Multiplies the latents of `model` (unfrozen) by `factor` in place.
+
+  g_a's last convolution (kernel and bias) is multiplied by s = `factor`,
+  g_s's first divided by it, so g_s(s y / s) = g_s(y): the reconstruction
+  of continuous latents is unchanged. The prior's density is stretched to
+  p_s(y) = p(y / s) / s by dividing its first layer's (softplus-
+  parameterized) matrix by s. What changes is the rounding, which becomes s
+  times finer relative to the latents: at high rate the MSE is proportional
+  to the squared quantization step and its optimum to 1 / lambda, so a
+  fine-tune from lambda_0 to lambda_1 starts nearer its optimum with
+  s = sqrt(lambda_1 / lambda_0) (docs/campaign.md, "Diagnosis").
+  """
+  if factor <= 0:
+    raise ValueError(f"rescale_latents: factor must be > 0, got {factor}")
+  for name, variable in model.named_weights().items():
+    if name.startswith(_LAST_ANALYSIS):
+      variable.assign(variable * factor)
+    elif name.startswith(_FIRST_SYNTHESIS) and name.endswith(
+        _KERNEL_SUFFIXES):
+      variable.assign(variable / factor)
+    elif name == _PRIOR_INPUT_MATRIX:
+      scaled = tf.nn.softplus(variable) / factor
+      variable.assign(tf.math.log(tf.math.expm1(scaled)))  # softplus^-1

@@ -3,15 +3,19 @@ images, each case under a time and memory limit.
 
     python benchmarks/fuzz_decoder.py --cases=500 [--seed=0] [--images=DIR]
         [--time_limit_s=20] [--memory_limit_gib=4] [--failures_dir=DIR]
+        [--model=NAME_OR_DIR | --architecture=bmshj2018]
 
-Seed files are coded by the model (default: the shipped default model) from
-generated images (one Kodak-size 768x512, one coded in 20 tiles, one gray)
-and the version-1 test fixture; --images adds files coded from real photos.
-Each case is one mutation of a seed: bit flips, truncation, a splice of two
-files, a header or section-table field rewritten, a huge but self-consistent
-size claim, a section replaced by random bytes of any length, bytes inserted
-or deleted, or random bytes; most get their checksum recomputed, as a forger
-would. Hostile images (decompression-bomb headers, empty and non-image
+Seed files are coded by the model (default: the shipped default model;
+--architecture=bmshj2018: a small untrained scale-hyperprior model made for
+the run, whose files have two sections per tile) from generated images (one
+Kodak-size 768x512, one coded in 20 tiles, one gray) and the version-1 test
+fixture; --images adds files coded from real photos. Each case is one
+mutation of a seed: bit flips, truncation, a splice of two files, a header
+or section-table field rewritten, the section table reordered (sections
+swapped, dropped, duplicated or given another's shape), a huge but
+self-consistent size claim, a section replaced by random bytes of any
+length, bytes inserted or deleted, or random bytes; most get their checksum
+recomputed, as a forger would. Hostile images (decompression-bomb headers, empty and non-image
 files, 16-bit, CMYK, palette, animated and multi-page files) go to the
 encoder. Every case must end in an image or a FormatError/ValueError, within
 --time_limit_s, with the worker process below --memory_limit_gib.
@@ -126,6 +130,10 @@ def mutate_field(rng, data, _):
   return _recheck(bytes(data))
 
 
+# Pixels per element of each section of a tile, by architecture.
+_SECTION_STRIDES = {"bls2017": (16,), "bmshj2018": (64, 16)}
+
+
 def mutate_huge_claim(rng, data, _):
   """A self-consistent file claiming a big image: the right number of
   sections with the right shapes, each holding a few random bytes."""
@@ -133,13 +141,14 @@ def mutate_huge_claim(rng, data, _):
   header, sections = file_format.unpack(data)
   height, width = (int(v) for v in rng.choice(
       [1024, 4096, 8192, 11585, 16384, 65535], size=2))
-  tile_size = int(rng.choice([1024, 4096, 65535 // 16 * 16]))
-  channels = sections[0].shape[-1]
+  tile_size = int(rng.choice([1024, 4096, 65535 // 64 * 64]))
+  strides = _SECTION_STRIDES[header.architecture]
+  channels = [section.shape[-1] for section in sections[:len(strides)]]
   rects = file_format.tiles(height, width, tile_size)[:20000]
-  new = [file_format.Section(((r[2] - r[0] + 15) // 16,
-                              (r[3] - r[1] + 15) // 16, channels),
+  new = [file_format.Section((-(-(r[2] - r[0]) // stride),
+                              -(-(r[3] - r[1]) // stride), depth),
                              rng.bytes(int(rng.integers(0, 64))))
-         for r in rects]
+         for r in rects for stride, depth in zip(strides, channels)]
   header = file_format.Header(header.channels, header.model_id, height, width,
                               tile_size, header.architecture)
   return file_format.pack(header, new)
@@ -152,6 +161,26 @@ def mutate_random_section(rng, data, _):
   length = int(rng.integers(0, 2 * len(sections[index].data) + 2))
   sections[index] = file_format.Section(sections[index].shape,
                                         rng.bytes(length))
+  return file_format.pack(header, sections)
+
+
+def mutate_section_table(rng, data, _):
+  """The same sections in another table: two swapped, one dropped or
+  duplicated, or one given another's shape."""
+  from balle import file_format  # pylint: disable=import-outside-toplevel
+  header, sections = file_format.unpack(data)
+  i, j = (int(v) for v in rng.integers(0, len(sections), size=2))
+  action = rng.choice(["swap", "drop", "duplicate", "reshape"])
+  if action == "swap":
+    sections[i], sections[j] = sections[j], sections[i]
+  elif action == "drop":
+    del sections[i]
+  elif action == "duplicate":
+    sections.insert(i, sections[j])
+  else:
+    sections[i] = file_format.Section(sections[j].shape, sections[i].data)
+  if not sections:
+    return data
   return file_format.pack(header, sections)
 
 
@@ -179,6 +208,7 @@ MUTATIONS = {
     "field_rewrite": mutate_field,
     "huge_claim": mutate_huge_claim,
     "random_section": mutate_random_section,
+    "section_table": mutate_section_table,
     "insert_delete": mutate_insert_delete,
     "random_bytes": mutate_random_bytes,
 }
@@ -336,20 +366,40 @@ class _Worker:
     return reply
 
 
+def _small_model(architecture, directory):
+  """Saves a small untrained, frozen model of `architecture` in `directory`
+  (N = 16, M = 24; fixed seed) and returns `directory`."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from balle import compression_model  # pylint: disable=import-outside-toplevel
+  config = compression_model.ModelConfig(
+      architecture=architecture, num_filters=16, latent_channels=24,
+      name=f"fuzz-{architecture}")
+  tf.random.set_seed(0)
+  model = compression_model.model_class(architecture)(config)
+  model.freeze_for_coding()
+  model.save(directory)
+  return directory
+
+
 def fuzz(cases, seed=0, model_name=None, images=(), time_limit_s=20.0,
-         memory_limit_gib=4.0, failures_dir=None, log=print):
+         memory_limit_gib=4.0, failures_dir=None, log=print,
+         architecture=None):
   """Runs `cases` mutated files and the hostile images; returns a summary
   dict (counts per mutation and outcome, failures, slowest case, peak RSS).
+  `architecture` (instead of `model_name`): a small untrained model of that
+  architecture, made for the run.
   """
   from balle import pretrained  # pylint: disable=import-outside-toplevel
-  model_name = model_name or pretrained.DEFAULT_MODEL
-  seeds = seed_files(pretrained.resolve(model_name), images)
-  rng = np.random.default_rng(seed)
-  worker = _Worker(model_name)
   counts, failures = {}, []
   slowest = (0.0, None)
   start = time.perf_counter()
   with tempfile.TemporaryDirectory() as folder:
+    if architecture:
+      model_name = _small_model(architecture, os.path.join(folder, "model"))
+    model_name = model_name or pretrained.DEFAULT_MODEL
+    seeds = seed_files(pretrained.resolve(model_name), images)
+    rng = np.random.default_rng(seed)
+    worker = _Worker(model_name)
     jobs = [("encode", f"image:{name}", path)
             for name, path in hostile_images(folder).items()]
     names = sorted(MUTATIONS)
@@ -395,6 +445,9 @@ def main():
   parser.add_argument("--cases", type=int, default=500)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--model", default=None)
+  parser.add_argument("--architecture", default=None,
+                      help="fuzz files of a small untrained model of this "
+                      "architecture (e.g. bmshj2018) instead of --model")
   parser.add_argument("--images", default=None,
                       help="folder of images to code as extra seed files")
   parser.add_argument("--time_limit_s", type=float, default=20.0)
@@ -412,7 +465,8 @@ def main():
     images = sorted(str(p) for p in pathlib.Path(args.images).iterdir()
                     if p.suffix.lower() in IMAGE_SUFFIXES)
   summary = fuzz(args.cases, args.seed, args.model, images, args.time_limit_s,
-                 args.memory_limit_gib, args.failures_dir)
+                 args.memory_limit_gib, args.failures_dir,
+                 architecture=args.architecture)
   return 1 if summary["failures"] else 0
 
 

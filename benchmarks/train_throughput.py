@@ -102,10 +102,11 @@ def interleaved_median_s(steps):
 
 
 def project_step(num_filters, images, precision="float32"):
-  """The trainer's tf.function step (balle/training.py) and its model."""
-  from balle import training  # pylint: disable=g-import-not-at-top
+  """The trainer's tf.function step (balle/trainer.py) and its model."""
+  from balle import train_config  # pylint: disable=g-import-not-at-top
+  from balle import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  trainer = training.Trainer(training.TrainConfig.create(
+  trainer = trainer_lib.Trainer(train_config.TrainConfig.create(
       model_dir=tempfile.mkdtemp(), num_filters=num_filters,
       precision=precision))
   step = trainer.train_step
@@ -304,6 +305,7 @@ def end_to_end(files):
   first step (decoding the images, tracing).
   """
   from balle import training  # pylint: disable=g-import-not-at-top
+  from balle import train_config  # pylint: disable=g-import-not-at-top
   n, p, b = FLAGS.e2e_num_filters, FLAGS.patchsize, FLAGS.batchsize
   references = {"bls2017_style": fit_step(
       n, per_file_decode_dataset(files, p, b), stock_tfc=True,
@@ -333,7 +335,7 @@ def end_to_end(files):
             times_s[name].append(time.perf_counter() - step_start)
     clock["last"] = time.perf_counter()
 
-  config = training.TrainConfig.create(
+  config = train_config.TrainConfig.create(
       model_dir=tempfile.mkdtemp(), train_glob=tuple(files), num_filters=n,
       patchsize=p, batchsize=b, max_steps=FLAGS.e2e_blocks * block,
       num_validation=0, log_every=10 ** 9, checkpoint_every=10 ** 9)

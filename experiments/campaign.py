@@ -120,10 +120,10 @@ def _train(campaign, extra=()):
   os.makedirs(leg_dir, exist_ok=True)
   flags_ = campaign.train_flags(FLAGS.work_dir, FLAGS.train_glob,
                                 FLAGS.max_time_s)
-  _run_train(flags_ + list(extra), leg_dir)
+  run_train(flags_ + list(extra), leg_dir)
 
 
-def _run_train(flags_, snapshot_dir):
+def run_train(flags_, snapshot_dir):
   """experiments.train with `flags_`, from the code snapshot in
   `snapshot_dir` (paths made absolute: it runs in the snapshot)."""
   _python_module("experiments.train", [_absolute_paths(f) for f in flags_],
@@ -180,7 +180,7 @@ def _ladder(campaign):
       return
     flags_ = campaign.rung_train_flags(target.quality, FLAGS.work_dir,
                                        FLAGS.train_glob, FLAGS.rung_steps)
-    _run_train(flags_ + [f"--max_time_s={remaining:.0f}"], ladder_dir)
+    run_train(flags_ + [f"--max_time_s={remaining:.0f}"], ladder_dir)
     final = os.path.join(FLAGS.work_dir, campaign_lib.LADDER_DIR,
                          target.name, "final")
     with open(os.path.join(final, campaign_lib.TRAINING_RECIPE)) as f:

@@ -17,7 +17,7 @@ from absl import flags
 
 from balle import compression_model
 from balle import safe_write
-from balle import training
+from balle import train_config
 from experiments import SOURCE_PRETRAINED
 
 flags.DEFINE_string("model_dir", None, "Folder of a trained model (final/).")
@@ -37,11 +37,11 @@ def ship(trained_directory, destination, overwrite=False):
       trained_directory).half_precision_copy()
   target = os.path.join(destination, model.config.name)
   model.save(target, overwrite=overwrite)
-  recipe = os.path.join(trained_directory, training.RECIPE_FILE)
+  recipe = os.path.join(trained_directory, train_config.RECIPE_FILE)
   if os.path.exists(recipe):
     with open(recipe, "rb") as f:
       recipe_bytes = f.read()
-    safe_write.write_file_atomic(os.path.join(target, training.RECIPE_FILE),
+    safe_write.write_file_atomic(os.path.join(target, train_config.RECIPE_FILE),
                                  lambda f: f.write(recipe_bytes),
                                  overwrite=overwrite)
   return target

@@ -1,11 +1,11 @@
 """Trains one rate of a compression model, by default the factorized prior
-(flags over balle/training.py).
+(flags over balle/train_config.py and balle/training.py).
 
   python -m experiments.train --lmbda=0.0130 --num_filters=128 \
       --train_glob=TRAIN_DIR --model_dir=runs/bls2017-0.0130 \
       --max_time_s=2600 --max_checkpoints=30
 
-One flag per setting of `balle.training.TrainConfig` (the model's settings
+One flag per setting of `balle.train_config.TrainConfig` (the model's settings
 included), with the name, default and help text declared there; `--help`
 lists them. The defaults are the recipe that won the budget study in
 benchmarks/README.md: N = 128, 8x128² patches, Adam 1e-3 with 200 warm-up
@@ -26,14 +26,15 @@ from absl import app
 from absl import flags
 
 from balle import training
+from balle import train_config
 
 # Settings every run must give: defined without a default, marked required.
 REQUIRED = ("model_dir", "train_glob")
 
 
 def define_setting_flags(flag_values=flags.FLAGS):
-  """One absl flag per training setting (`training.setting_fields`)."""
-  for name, default, metadata in training.setting_fields():
+  """One absl flag per training setting (`train_config.setting_fields`)."""
+  for name, default, metadata in train_config.setting_fields():
     default = None if name in REQUIRED else default
     help_text, choices = metadata["help"], metadata["choices"]
     kwargs = dict(name=name, help=help_text, flag_values=flag_values)
@@ -62,14 +63,14 @@ def config_from_flags(flag_values=flags.FLAGS):
   """The TrainConfig the setting flags describe: repeated flags become
   tuples of strings, comma-separated lists tuples of numbers."""
   settings = {}
-  for name, default, metadata in training.setting_fields():
+  for name, default, metadata in train_config.setting_fields():
     value = flag_values[name].value
     if metadata["repeated"]:
       value = tuple(value)
     elif isinstance(default, tuple):
       value = tuple(float(v) for v in value)
     settings[name] = value
-  return training.TrainConfig.create(**settings)
+  return train_config.TrainConfig.create(**settings)
 
 
 define_setting_flags()

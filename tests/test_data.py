@@ -135,3 +135,25 @@ def test_crop_to_multiple():
   image = np.zeros((33, 50, 3), np.uint8)
   assert data.crop_to_multiple(image, 16).shape == (32, 48, 3)
   assert data.crop_to_multiple(image, 10).shape == (30, 50, 3)
+
+
+def test_random_downsample_shrinks_larger_regions():
+  """A horizontal ramp downsampled by f spans f times the gray levels of a
+  plain crop; patches of an image only as large as the patch are crops."""
+  ramp = np.tile(np.arange(256, dtype=np.uint8)[None, :, None], (256, 1, 3))
+  plain = data.PatchSampler([ramp], 32, 64, seed=1).batch()
+  shrunk = data.PatchSampler([ramp], 32, 64, seed=1,
+                             random_downsample=True).batch()
+  assert shrunk.shape == plain.shape and shrunk.dtype == np.uint8
+  span = lambda batch: (batch[:, 16, -2, 0].astype(int) -
+                        batch[:, 16, 1, 0].astype(int))
+  assert np.all(np.abs(span(plain)) == 29)
+  spans = np.abs(span(shrunk))
+  assert spans.max() > 29 * 2 and spans.max() <= 29 * data.MAX_DOWNSAMPLE + 4
+  np.testing.assert_array_equal(
+      shrunk, data.PatchSampler([ramp], 32, 64, seed=1,
+                                random_downsample=True).batch())
+  small = np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)
+  patches = data.PatchSampler([small], 32, 8, random_downsample=True).batch()
+  assert all(np.array_equal(p, small) or np.array_equal(p[:, ::-1], small)
+             for p in patches)

@@ -23,3 +23,15 @@ def test_mutated_files_and_hostile_images_end_cleanly():
   outcomes = " ".join(summary["counts"])
   assert "huge_claim rejected" in outcomes
   assert "image:bomb_60000x60000.png rejected" in outcomes
+
+
+def test_mutated_hyperprior_files_end_cleanly():
+  """The same for files of two sections per tile (bmshj2018), the section
+  table reordered among the mutations."""
+  summary = _fuzzer().fuzz(cases=18, seed=3, time_limit_s=20,
+                           memory_limit_gib=4, log=lambda _: None,
+                           architecture="bmshj2018")
+  assert summary["failures"] == []
+  outcomes = " ".join(summary["counts"])
+  assert "section_table rejected" in outcomes
+  assert "huge_claim rejected" in outcomes

@@ -1,4 +1,6 @@
 import dataclasses
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -27,10 +29,43 @@ def test_config_document_is_unchanged_by_flag_metadata():
   """config.json and the model id hash dataclasses.asdict(config): the help
   texts (field metadata) must not enter it."""
   assert dataclasses.asdict(ModelConfig(num_filters=128)) == {
-      "lmbda": 0.013, "channels": 3, "num_filters": 128, "gdn_form": "paper",
-      "architecture": "bls2017", "distortion": "mse",
+      "lmbda": 0.013, "channels": 3, "num_filters": 128, "latent_channels": 0,
+      "gdn_form": "paper", "architecture": "bls2017", "distortion": "mse",
       "name": "bls2017-mse-0.0130"}
   assert dataclasses.fields(ModelConfig)[0].metadata["help"]
+
+
+def test_latent_channels_default_to_num_filters_without_changing_ids():
+  """M = N is stored as latent_channels 0 and left out of the model id (as
+  for every model saved before M was a setting); another M is in it."""
+  assert ModelConfig(num_filters=8, latent_channels=8) == ModelConfig(
+      num_filters=8)
+  assert ModelConfig(num_filters=8).num_latent_channels == 8
+  assert ModelConfig(num_filters=8, latent_channels=12).num_latent_channels == 12
+  with pytest.raises(ValueError, match="latent_channels"):
+    ModelConfig(latent_channels=-1)
+  tf.random.set_seed(0)
+  same = FactorizedPriorModel(ModelConfig(num_filters=8))
+  tf.random.set_seed(0)
+  wider = FactorizedPriorModel(ModelConfig(num_filters=8, latent_channels=12))
+  assert wider.section_shapes(40, 56) == [(3, 4, 12)]
+  assert wider.prior.batch_shape == [12]
+  wider.freeze_for_coding()
+  image = smooth_image(40, 56)
+  decoded = codec.decompress_image(codec.compress_image(wider, image), wider)
+  assert decoded.shape == image.shape
+  same.freeze_for_coding()
+  document = dataclasses.asdict(same.config)
+  del document["latent_channels"]
+  assert "latent_channels" not in json.dumps(document)
+  # The id hashes the document without the settings at their old values.
+  digest = hashlib.sha256(json.dumps(
+      {k: v for k, v in document.items()
+       if k not in ("architecture", "distortion")}, sort_keys=True).encode())
+  for name, variable in sorted(same.named_weights().items()):
+    digest.update(name.encode())
+    digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+  assert same.model_id == digest.digest()[:8]
 
 
 def test_loss_is_rate_plus_lambda_times_mse():
@@ -174,3 +209,23 @@ def test_mixed_precision_model_codes_only_through_a_float32_copy():
   image = smooth_image(40, 56)
   assert codec.compress_image(copy, image) == codec.compress_image(
       exact, image)
+
+
+def test_straight_through_decodes_rounded_latents_with_gradients():
+  """straight_through: the distortion is that of the rounded latents (as
+  coded), the rate that of the noisy ones, and g_a still gets a gradient
+  from the distortion."""
+  tf.random.set_seed(0)
+  model = FactorizedPriorModel(ModelConfig(num_filters=8, lmbda=0.05))
+  images = tf.constant(smooth_image(32, 48)[None].astype(np.float32))
+  _, rounded_mse, _ = model.rate_distortion(images, training=False)
+  with tf.GradientTape() as tape:
+    bpp, mse_255, _ = model.rate_distortion(images, training=True,
+                                            straight_through=True)
+  assert float(mse_255) == pytest.approx(float(rounded_mse), rel=1e-5)
+  _, noisy_mse, _ = model.rate_distortion(images, training=True)
+  assert float(noisy_mse) != pytest.approx(float(rounded_mse), rel=1e-5)
+  gradients = tape.gradient(mse_255, model.analysis.trainable_variables)
+  assert any(float(tf.reduce_max(tf.abs(g))) > 0 for g in gradients
+             if g is not None)
+  assert float(bpp) > 0

@@ -1,5 +1,5 @@
 """`python -m experiments.train` end to end, and its flags (derived from
-balle.training.TrainConfig) against the ones long runs are driven by."""
+balle.train_config.TrainConfig) against the ones long runs are driven by."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from balle import training
+from balle import train_config
 from balle.model import FactorizedPriorModel, ModelConfig
 from conftest import smooth_image
 
@@ -52,7 +52,7 @@ def test_flags_are_the_settings_and_keep_their_legacy_meaning(tmp_path):
   defaults = json.loads(_run(["-c", _DUMP_FLAGS], tmp_path).stdout)
   for name, default in LEGACY_FLAG_DEFAULTS.items():
     assert defaults[name] == default, name
-  settings = {name: default for name, default, _ in training.setting_fields()}
+  settings = {name: default for name, default, _ in train_config.setting_fields()}
   assert set(defaults) == set(settings) | {
       "intra_op_threads", "inter_op_threads", "finalize_only"}
   for name, default in settings.items():

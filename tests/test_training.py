@@ -14,6 +14,9 @@ from balle import codec
 from balle import file_format
 from balle import metrics
 from balle import training
+from balle import train_config
+from balle import schedules
+from balle import trainer as trainer_lib
 from balle.model import FactorizedPriorModel
 from balle.model import ModelConfig
 from conftest import smooth_image
@@ -43,7 +46,7 @@ def _config(model_dir, image_dir, **overrides):
                   lr_values=(), log_every=5, checkpoint_every=4,
                   validate_every=0, num_validation=1)
   settings.update(overrides)
-  return training.TrainConfig.create(**settings)
+  return train_config.TrainConfig.create(**settings)
 
 
 class _Interrupt(Exception):
@@ -54,14 +57,14 @@ def test_training_lowers_the_loss_and_writes_final_model(tmp_path, image_dir):
   images = tf.constant(np.stack([_smooth_image(32, 32, 10 + i)
                                  for i in range(4)]), tf.float32)
   config = _config(tmp_path, image_dir, max_steps=40, validate_every=20)
-  trainer = training.Trainer(config)
+  trainer = trainer_lib.Trainer(config)
   tf.random.set_seed(1)
   _, _, loss_before = trainer.model.rate_distortion(images, training=False)
   trainer = training.train(config)
   _, _, loss_after = trainer.model.rate_distortion(images, training=False)
   assert float(loss_after) < 0.5 * float(loss_before)
   final = FactorizedPriorModel.load(config.final_dir)
-  with open(os.path.join(config.final_dir, training.RECIPE_FILE)) as f:
+  with open(os.path.join(config.final_dir, train_config.RECIPE_FILE)) as f:
     recipe = json.load(f)
   assert recipe["steps"] == 40 and recipe["flags"]["num_filters"] == 8
   paths = [recipe["flags"][name] for name in ("model_dir", "final_dir")]
@@ -90,7 +93,7 @@ def test_resume_after_interruption_restores_step_and_optimizer(tmp_path,
       raise _Interrupt()
 
   def assert_resumes_at(step):
-    resumed = training.Trainer(config)
+    resumed = trainer_lib.Trainer(config)
     resumed.restore_or_initialize()
     assert int(resumed.step) == step
     assert int(resumed.optimizer.iterations) == step
@@ -119,9 +122,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path,
       kernel = trainer.model.synthesis.variables[-2]
       kernel.assign(tf.fill(kernel.shape, np.nan))
 
-  with pytest.raises(training.NonFiniteLossError, match="not finite"):
+  with pytest.raises(trainer_lib.NonFiniteLossError, match="not finite"):
     training.train(config, on_step=poison_at_step_5)
-  resumed = training.Trainer(config)
+  resumed = trainer_lib.Trainer(config)
   assert resumed.manager.latest_checkpoint.endswith("ckpt-4")
   resumed.restore_or_initialize()
   assert int(resumed.step) == 4
@@ -130,11 +133,11 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path,
 
 
 def test_divergence_guard_needs_a_sustained_jump():
-  guard = training.DivergenceGuard(factor=10, patience=3, decay=0.5)
+  guard = schedules.DivergenceGuard(factor=10, patience=3, decay=0.5)
   assert not any(guard.diverged(loss) for loss in [50, 20, 8, 5, 4, 30, 4])
   assert [guard.diverged(400) for _ in range(3)] == [False, False, True]
   assert guard.suspect
-  assert not training.DivergenceGuard(factor=0, patience=1).diverged(1e9)
+  assert not schedules.DivergenceGuard(factor=0, patience=1).diverged(1e9)
 
 
 def _blow_up(trainer):
@@ -166,14 +169,14 @@ def test_repeated_blow_ups_stop_the_run(tmp_path, image_dir):
     if int(trainer.step) == 6:
       _blow_up(trainer)
 
-  with pytest.raises(training.DivergedError, match="2 rollbacks did not help"):
+  with pytest.raises(trainer_lib.DivergedError, match="2 rollbacks did not help"):
     training.train(config, on_step=blow_up_after_step_5)
   assert not os.path.exists(config.final_dir)
 
 
 def test_checkpoint_from_before_the_rate_scale_resumes(tmp_path, image_dir):
   config = _config(tmp_path, image_dir)
-  old = training.Trainer(config)
+  old = trainer_lib.Trainer(config)
   old.step.assign(7)
   variables = old.learning_rate.variables()
   del variables["scale"]  # what checkpoints held before rollbacks existed
@@ -181,17 +184,17 @@ def test_checkpoint_from_before_the_rate_scale_resumes(tmp_path, image_dir):
                                    step=old.step, elapsed_s=old.elapsed_s,
                                    **variables)
   tf.train.CheckpointManager(checkpoint, old.manager.directory, 3).save(7)
-  resumed = training.Trainer(config)
+  resumed = trainer_lib.Trainer(config)
   resumed.restore_or_initialize()
   assert int(resumed.step) == 7
   assert float(resumed.learning_rate.scale) == 1.0
 
 
 def test_plateau_divides_the_rate_by_ten(tmp_path):
-  config = training.TrainConfig(
+  config = train_config.TrainConfig(
       model_dir=str(tmp_path), lr_schedule="plateau", learning_rate=1e-3,
       lr_warmup_steps=0, plateau_window=2, plateau_patience=2, plateau_min_lr=1e-5)
-  schedule = training.LearningRate(config)
+  schedule = schedules.LearningRate(config)
   rates, keep_going, step = [], True, 0
   while keep_going:
     step += 1
@@ -204,10 +207,10 @@ def test_plateau_divides_the_rate_by_ten(tmp_path):
 
 
 def test_step_schedule(tmp_path):
-  config = training.TrainConfig(
+  config = train_config.TrainConfig(
       model_dir=str(tmp_path), learning_rate=1e-3, lr_warmup_steps=0,
       lr_boundaries=(5, 8), lr_values=(1e-4, 1e-5))
-  schedule = training.LearningRate(config)
+  schedule = schedules.LearningRate(config)
   rates = []
   for step in range(1, 10):
     schedule.update(step, 1.0)
@@ -216,11 +219,11 @@ def test_step_schedule(tmp_path):
 
 
 def test_warmup_and_budget_fraction_boundaries(tmp_path):
-  config = training.TrainConfig(
+  config = train_config.TrainConfig(
       model_dir=str(tmp_path), learning_rate=1e-3, lr_warmup_steps=4,
       lr_boundaries=(0.5,), lr_values=(1e-4,), max_steps=100,
       max_time_s=60)
-  schedule = training.LearningRate(config)
+  schedule = schedules.LearningRate(config)
   schedule.start(1)
   rates = [float(schedule.value)]
   for step in range(1, 5):
@@ -243,7 +246,7 @@ def test_warm_start_copies_a_saved_model(tmp_path, image_dir):
   source = _saved_source(tmp_path)
   config = _config(tmp_path / "run", image_dir, lmbda=0.002,
                    init_from=str(tmp_path / "source"))
-  trainer = training.Trainer(config)
+  trainer = trainer_lib.Trainer(config)
   trainer.restore_or_initialize()
   for a, b in zip(trainer.model.trainable_variables,
                   source.trainable_variables):
@@ -255,7 +258,7 @@ def test_warm_start_widens_a_narrower_model(tmp_path, image_dir):
   source = _saved_source(tmp_path)
   config = _config(tmp_path / "run", image_dir, num_filters=12,
                    init_from=str(tmp_path / "source"))
-  trainer = training.Trainer(config)
+  trainer = trainer_lib.Trainer(config)
   trainer.restore_or_initialize()
   name = "deconv_0/kernel_real"
   kernel = trainer.model.named_weights()[name].numpy()
@@ -263,7 +266,7 @@ def test_warm_start_widens_a_narrower_model(tmp_path, image_dir):
       kernel[:8, :8], source.named_weights()[name].numpy())
   assert not kernel[8:, :8].any()
   with pytest.raises(ValueError, match="more than"):
-    training.Trainer(_config(tmp_path / "narrow", image_dir, num_filters=4,
+    trainer_lib.Trainer(_config(tmp_path / "narrow", image_dir, num_filters=4,
                              init_from=str(tmp_path / "source"))
                      ).restore_or_initialize()
 
@@ -298,32 +301,32 @@ def test_mixed_bfloat16_training_saves_a_float32_model(tmp_path, image_dir):
 
 
 def test_precision_auto_resolves_and_explicit_values_pass_through(tmp_path):
-  assert training.resolve_precision("float32") == "float32"
-  assert training.resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
-  config = training.TrainConfig(model_dir=str(tmp_path))
+  assert train_config.resolve_precision("float32") == "float32"
+  assert train_config.resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
+  config = train_config.TrainConfig(model_dir=str(tmp_path))
   assert config.precision in ("float32", "mixed_bfloat16")
 
 
 def test_settings_are_declared_once_and_round_trip(tmp_path):
   model_names = {f.name for f in dataclasses.fields(ModelConfig)}
-  train_names = {f.name for f in dataclasses.fields(training.TrainConfig)}
+  train_names = {f.name for f in dataclasses.fields(train_config.TrainConfig)}
   assert not model_names & train_names  # flat flag names stay unambiguous
-  names = [name for name, _, _ in training.setting_fields()]
+  names = [name for name, _, _ in train_config.setting_fields()]
   assert len(names) == len(set(names))
   assert set(names) == (train_names - {"model"}) | (model_names - {"name"})
-  default = training.TrainConfig(model_dir=str(tmp_path))
-  assert default.model.num_filters == training.RECIPE_NUM_FILTERS == 128
-  assert dict((n, d) for n, d, _ in training.setting_fields())[
+  default = train_config.TrainConfig(model_dir=str(tmp_path))
+  assert default.model.num_filters == train_config.RECIPE_NUM_FILTERS == 128
+  assert dict((n, d) for n, d, _ in train_config.setting_fields())[
       "num_filters"] == 128
-  config = training.TrainConfig.create(
+  config = train_config.TrainConfig.create(
       model_dir=str(tmp_path), lmbda=0.05, channels=1, num_filters=0,
       divergence_patience=7)
   assert config.model == ModelConfig(lmbda=0.05, channels=1)
   assert config.model.name == "bls2017-mse-0.0500"
   assert config.model.num_filters == 128  # 0: the paper's count for gray
-  assert training.TrainConfig.create(**config.settings()) == config
+  assert train_config.TrainConfig.create(**config.settings()) == config
   with pytest.raises(ValueError, match="model_dir"):
-    training.TrainConfig()
+    train_config.TrainConfig()
 
 
 def test_portable_paths_hide_the_training_machine(tmp_path, monkeypatch):
@@ -408,18 +411,18 @@ def test_checkpoints_resume_with_the_weight_average_turned_on_or_off(
   plain = _config(tmp_path, image_dir, max_steps=4, num_validation=0)
   training.train(plain)
   with_average = _config(tmp_path, image_dir, max_steps=4, ema_decay=0.9)
-  resumed = training.Trainer(with_average)
+  resumed = trainer_lib.Trainer(with_average)
   resumed.restore_or_initialize()
   assert int(resumed.step) == 4
   for average, weight in zip(resumed.average.averages, resumed.variables):
     np.testing.assert_array_equal(average.numpy(), weight.numpy())
   resumed.average.averages[0].assign(resumed.average.averages[0] + 1)
   resumed.save_checkpoint()  # same step, now with an average
-  again = training.Trainer(with_average)
+  again = trainer_lib.Trainer(with_average)
   again.restore_or_initialize()
   np.testing.assert_array_equal(again.average.averages[0].numpy(),
                                 resumed.average.averages[0].numpy())
-  without = training.Trainer(plain)
+  without = trainer_lib.Trainer(plain)
   without.restore_or_initialize()
   assert int(without.step) == 4 and without.average is None
 
@@ -427,7 +430,7 @@ def test_checkpoints_resume_with_the_weight_average_turned_on_or_off(
 def test_checkpoint_of_the_previous_code_resumes(tmp_path, image_dir):
   """The structure the trainer checkpointed before the weight average."""
   config = _config(tmp_path, image_dir, ema_decay=0.99)
-  old = training.Trainer(_config(tmp_path, image_dir))
+  old = trainer_lib.Trainer(_config(tmp_path, image_dir))
   old.step.assign(3)
   for variable in old.variables:
     variable.assign(variable + 0.5)
@@ -435,7 +438,7 @@ def test_checkpoint_of_the_previous_code_resumes(tmp_path, image_dir):
       model=old.model, optimizer=old.optimizer, step=old.step,
       elapsed_s=old.elapsed_s, **old.learning_rate.variables())
   tf.train.CheckpointManager(checkpoint, old.manager.directory, 3).save(3)
-  resumed = training.Trainer(config)
+  resumed = trainer_lib.Trainer(config)
   resumed.restore_or_initialize()
   assert int(resumed.step) == 3
   for restored, average, saved in zip(resumed.variables,
@@ -451,7 +454,7 @@ def test_prior_learning_rate_scale(tmp_path, image_dir):
                        tf.float32)
   moves = {}
   for scale in (1.0, 0.1):
-    trainer = training.Trainer(_config(tmp_path / str(scale), image_dir,
+    trainer = trainer_lib.Trainer(_config(tmp_path / str(scale), image_dir,
                                        prior_lr_scale=scale))
     trainer.start_schedule()
     before = [v.numpy() for v in trainer.variables]
@@ -475,7 +478,7 @@ def test_decoder_finetune_trains_g_s_on_rounded_latents(tmp_path, image_dir):
   config = _config(tmp_path / "run", image_dir, max_steps=5,
                    finetune_decoder_rounded=True, num_validation=0,
                    init_from=str(tmp_path / "source"))
-  trainer = training.Trainer(config)
+  trainer = trainer_lib.Trainer(config)
   trainer.restore_or_initialize()
   images = tf.constant(np.stack([_smooth_image(32, 32, i) for i in range(2)]),
                        tf.float32)

@@ -58,3 +58,22 @@ def test_widen_refuses_narrower_or_other_models():
   with pytest.raises(ValueError, match="gdn_form"):
     widen.widen(narrow, FactorizedPriorModel(
         ModelConfig(num_filters=12, gdn_form="simplified")))
+
+
+def test_rescale_latents_keeps_the_reconstruction_and_stretches_the_prior():
+  tf.random.set_seed(3)
+  model = FactorizedPriorModel(ModelConfig(num_filters=8, lmbda=0.05))
+  image = tf.constant(smooth_image(32, 32)[None].astype(np.float32) / 255.)
+  latents = model.analysis(image)
+  reconstruction = model.synthesis(latents)
+  points = tf.linspace(-3., 3., 7)[:, None] * tf.ones([1, 8])
+  density = model.prior.base.prob(points)
+  widen.rescale_latents(model, 2.5)
+  np.testing.assert_allclose(model.analysis(image), 2.5 * latents,
+                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(model.synthesis(2.5 * latents), reconstruction,
+                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(model.prior.base.prob(2.5 * points),
+                             density / 2.5, rtol=1e-4, atol=1e-7)
+  with pytest.raises(ValueError, match="factor"):
+    widen.rescale_latents(model, 0)
