@@ -133,17 +133,11 @@ def read_yardstick(directory):
 
 
 def measure(model, images, lmbda):
-  """Real coding of `images` (uint8 arrays) by a frozen model: means of bpp
-  (from the file size), MSE and PSNR, and J = bpp + lambda MSE."""
-  from balle import codec  # pylint: disable=g-import-not-at-top
-  from balle import metrics  # pylint: disable=g-import-not-at-top
-  bpps, mses, psnrs = [], [], []
-  for image in images:
-    file_bytes = codec.compress_image(model, image)
-    decoded = codec.decompress_image(file_bytes, model)
-    bpps.append(metrics.bits_per_pixel(len(file_bytes), *image.shape[:2]))
-    mses.append(metrics.mse_255(image, decoded))
-    psnrs.append(metrics.psnr_rgb(image, decoded))
+  """Real coding of `images` (uint8 arrays) by a frozen model
+  (`training.coded_figures`): means of bpp (from the file size), MSE and
+  PSNR, and J = bpp + lambda MSE."""
+  from balle import training  # pylint: disable=g-import-not-at-top
+  bpps, mses, psnrs = training.coded_figures(model, images)
   bpp, mse = float(np.mean(bpps)), float(np.mean(mses))
   return {"images": len(images), "bpp": bpp, "mse_255": mse,
           "psnr_db": float(np.mean(psnrs)), "loss": bpp + lmbda * mse}

@@ -45,7 +45,6 @@ of 64 pixels (`downsampling_factor`). `HyperpriorTileCoder` codes tiles.
 """
 
 import math
-import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -323,14 +322,6 @@ class HyperpriorTileCoder(tiling.TileCoder):
 
   ANALYSIS_HALO = 3
   HYPER_SYNTHESIS_HALO = 2
-  _cache = weakref.WeakKeyDictionary()
-
-  @classmethod
-  def of(cls, model):
-    if model not in cls._cache:
-      cls._cache[model] = cls(model)
-    return cls._cache[model]
-
   def __init__(self, model):
     super().__init__(model)
     self._analysis = tf.function(self._analyze, reduce_retracing=True)

@@ -18,7 +18,6 @@ rebuilds the tables from floating-point weights, so encoder and decoder agree
 bit for bit.
 """
 
-import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -168,14 +167,6 @@ class FactorizedTileCoder(tiling.TileCoder):
   field reaches 28 pixels, under 2 latents, past a latent's own 16)."""
 
   ANALYSIS_HALO = 4
-  _cache = weakref.WeakKeyDictionary()
-
-  @classmethod
-  def of(cls, model):
-    if model not in cls._cache:
-      cls._cache[model] = cls(model)
-    return cls._cache[model]
-
   def __init__(self, model):
     super().__init__(model)
     self._analysis = tf.function(self._analyze, reduce_retracing=True)

@@ -15,6 +15,8 @@ each other (`encode`, `decode_latents`); the final synthesis pass on the
 latents y ([H/16, W/16, M] for both architectures) is `decode_image`.
 """
 
+import weakref
+
 import numpy as np
 import tensorflow as tf
 
@@ -57,6 +59,10 @@ def grid_span(rect, stride):
           ceil_div(rect[3], stride))
 
 
+# Each model's tile coder (`TileCoder.of`), gone with the model.
+_CODERS = weakref.WeakKeyDictionary()
+
+
 class TileCoder:
   """One frozen model's per-tile coding (traced functions cached here).
 
@@ -67,6 +73,14 @@ class TileCoder:
   # Latents of context around a tile for the synthesis (its receptive field
   # is under 2 latents each side for both architectures).
   SYNTHESIS_HALO = 4
+
+  @classmethod
+  def of(cls, model):
+    """The coder of `model`, made once per model (its traced functions are
+    reused for every image the model codes)."""
+    if model not in _CODERS:
+      _CODERS[model] = cls(model)
+    return _CODERS[model]
 
   def __init__(self, model):
     model._require_frozen()  # pylint: disable=protected-access

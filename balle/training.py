@@ -271,22 +271,29 @@ class _ProgressLog:
 # (before rollbacks existed) and the weight average (runs without it).
 
 
-def validate(coder, images):
-  """Real coding of `images` by a frozen model: mean (bpp, PSNR dB).
+def coded_figures(coder, images):
+  """Real coding of `images` by a frozen model: per-image arrays (bpp,
+  mse_255, PSNR dB).
 
   `coder` is a frozen model (`Trainer.coding_copy()`). Each image becomes a
   complete .balle file (`codec.compress_image`: header, range-coded latents,
   checksum) and is decoded again; bpp is 8 x the file size over the pixel
-  count and PSNR the RGB PSNR of the decoded image, as every evaluation in
-  the project measures them (`balle.metrics`). Both are averaged over the
-  images.
+  count, MSE and PSNR those of the decoded RGB image, as every evaluation in
+  the project measures them (`balle.metrics`).
   """
-  bpps, psnrs = [], []
+  bpps, mses, psnrs = [], [], []
   for image in images:
     file_bytes = codec.compress_image(coder, image)
     decoded = codec.decompress_image(file_bytes, coder)
     bpps.append(metrics.bits_per_pixel(len(file_bytes), *image.shape[:2]))
+    mses.append(metrics.mse_255(image, decoded))
     psnrs.append(metrics.psnr_rgb(image, decoded))
+  return np.array(bpps), np.array(mses), np.array(psnrs)
+
+
+def validate(coder, images):
+  """Mean (bpp, PSNR dB) of `images` coded for real (`coded_figures`)."""
+  bpps, _, psnrs = coded_figures(coder, images)
   return float(np.mean(bpps)), float(np.mean(psnrs))
 
 
