@@ -1,7 +1,7 @@
 """The `balle` command: compress, decompress and inspect .balle files.
 
-    balle compress INPUT [OUTPUT] [--model=NAME_OR_DIR | --quality=1..8]
-                   [--overwrite]
+    balle compress INPUT [OUTPUT] [--model=NAME_OR_DIR | --quality=1..8
+                   [--family=bls2017|bmshj2018]] [--overwrite]
                    [--drop_alpha] [--verbose] [--max_pixels=N]
     balle decompress INPUT [OUTPUT] [--model=NAME_OR_DIR] [--overwrite]
                      [--max_pixels=N]
@@ -39,6 +39,10 @@ def _parser():
   choice.add_argument("--quality", type=_positive_int,
                       help="1 (smallest files) .. 8 (best quality): the "
                       "shipped model of that rate (`balle models`)")
+  compress.add_argument("--family", choices=("bls2017", "bmshj2018"),
+                        help="with --quality: the model family, bls2017 "
+                        "(factorized prior, Ballé 2017) or bmshj2018 (scale "
+                        "hyperprior, Ballé 2018); default: bls2017")
   compress.add_argument("--drop_alpha", action="store_true",
                         help="code RGBA/LA images without their alpha channel")
   compress.add_argument("--verbose", action="store_true",
@@ -105,8 +109,13 @@ def _compress(args):
   _check_paths(args.input, output, args.overwrite)
   image = image_io.read_image(args.input, drop_alpha=args.drop_alpha,
                               max_pixels=args.max_pixels)
-  model = pretrained.resolve(pretrained.model_for_quality(args.quality)
-                             if args.quality else args.model)
+  if args.family and not args.quality:
+    raise ValueError("--family picks the model of a --quality; name a "
+                     "model with --model instead")
+  model = pretrained.resolve(
+      pretrained.model_for_quality(args.quality,
+                                   args.family or pretrained.DEFAULT_FAMILY)
+      if args.quality else args.model)
   start = time.perf_counter()
   data = codec.compress_image(model, image)
   encode_time_s = time.perf_counter() - start
@@ -176,18 +185,19 @@ def _read_file(path):
 
 
 def _models(_):
-  """One line per shipped model: quality, name, lambda, N and, where it was
-  measured when shipped, its mean Kodak bpp / PSNR / MS-SSIM."""
+  """One line per shipped model: quality, family, name, lambda, N, M and,
+  where it was measured when shipped, its mean Kodak bpp / PSNR / MS-SSIM."""
   from balle import pretrained
-  print(f"{'quality':>7}  {'model':<20} {'lambda':>7} {'N':>4}  "
-        "Kodak bpp / PSNR dB / MS-SSIM")
+  print(f"{'quality':>7}  {'family':<9} {'model':<20} {'lambda':>7} "
+        f"{'N':>4} {'M':>4}  Kodak bpp / PSNR dB / MS-SSIM")
   for name in pretrained.list_models():
     info = pretrained.describe(name)
     kodak = info["measured"].get("kodak")
     figures = pretrained.format_figures(kodak) if kodak else "not measured"
     marker = "  (default)" if name == pretrained.DEFAULT_MODEL else ""
-    print(f"{info['quality'] or '-':>7}  {name:<20} {info['lmbda']:>7g} "
-          f"{info['num_filters']:>4}  {figures}{marker}")
+    print(f"{info['quality'] or '-':>7}  {info['architecture']:<9} "
+          f"{name:<20} {info['lmbda']:>7g} {info['num_filters']:>4} "
+          f"{info['latent_channels']:>4}  {figures}{marker}")
 
 
 def main(argv=None):

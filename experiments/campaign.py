@@ -34,7 +34,7 @@ their records (recipe.json) and measured figures (measured.json, read by
 `balle models`); --replace_shipped also deletes shipped models that are not
 rungs.
 
-`ladder` makes the rate ladder (balle.campaign.LADDER): the anchor becomes
+`ladder` makes the rate ladder of the campaign's family (balle.ladder): the anchor becomes
 quality 5 as it is, then each missing rung is fine-tuned for --rung_steps
 from its neighbour towards the anchor (4, 3, 2, 1, then 6, 7, 8), frozen to
 float16 in campaign/ladder/ and measured like an anchor. It stops when the
@@ -55,6 +55,8 @@ from absl import app
 from absl import flags
 
 from balle import campaign as campaign_lib
+from balle import campaign_records
+from balle import ladder
 from balle import evaluation
 from balle import rd_plot
 from experiments import SOURCE_PRETRAINED
@@ -134,32 +136,33 @@ def _jpeg2000(name, images):
   """Results document of JPEG 2000 9/7 on `images` (cached per image set)."""
   output_dir = os.path.join(FLAGS.work_dir, f"baselines-{name}")
   _python_module("experiments.baselines",
-                 [f"--codecs={campaign_lib.J2K_CODEC}", f"--images={images}",
+                 [f"--codecs={campaign_records.J2K_CODEC}", f"--images={images}",
                   f"--output_dir={output_dir}"])
   return evaluation.read_results(
-      os.path.join(output_dir, f"{campaign_lib.J2K_CODEC}.json"))
+      os.path.join(output_dir, f"{campaign_records.J2K_CODEC}.json"))
 
 
-def _measure(model_dir, campaign=None):
-  """{test set: figures_of_test_set(...)} of a model, whole files; keeps
-  the JPEG 2000 points of each set in `campaign.references`."""
+def _measure(model_dir, campaign):
+  """{test set: figures_of_test_set(...)} of a model, whole files, with the
+  gaps to JPEG 2000 and (Kodak) to the published curve of the campaign's
+  family; keeps the JPEG 2000 points of each set in `campaign.references`."""
   figures = {}
   for name, images in (("kodak", FLAGS.kodak), ("holdout", FLAGS.holdout)):
     if not images:
       continue
     j2k = _jpeg2000(name, images)
-    if campaign is not None:
-      campaign.references[name] = [
-          list(point) for point in rd_plot.curve_from_results(j2k).psnr_rgb]
+    campaign.references[name] = [
+        list(point) for point in rd_plot.curve_from_results(j2k).psnr_rgb]
     with tempfile.TemporaryDirectory() as output_dir:
       _python_module("experiments.evaluate",
                      [f"--models={model_dir}", f"--images={images}",
                       f"--output_dir={output_dir}"])
       with open(os.path.join(output_dir, "results.json")) as f:
         results = json.load(f)
-    figures[name] = campaign_lib.figures_of_test_set(
+    figures[name] = campaign_records.figures_of_test_set(
         results, j2k=j2k,
-        published=campaign_lib.published_curve() if name == "kodak" else None)
+        published=campaign_records.published_curve(campaign.architecture)
+        if name == "kodak" else None)
   return figures
 
 
@@ -167,10 +170,10 @@ def _ladder(campaign):
   """Makes the missing rungs of the ladder within --max_time_s."""
   measure = functools.partial(_measure, campaign=campaign)
   ladder_dir = os.path.abspath(os.path.join(FLAGS.work_dir,
-                                            campaign_lib.LADDER_DIR))
+                                            ladder.LADDER_DIR))
   deadline = time.time() + FLAGS.max_time_s
   while (target := campaign.next_rung()) is not None:
-    if target.quality == campaign_lib.ANCHOR_QUALITY:
+    if target.quality == ladder.ANCHOR_QUALITY:
       record = campaign.end_rung(target.quality, measure=measure)
       print(f"rung {target.quality}: the anchor, {record.model_id}", flush=True)
       continue
@@ -181,9 +184,9 @@ def _ladder(campaign):
     flags_ = campaign.rung_train_flags(target.quality, FLAGS.work_dir,
                                        FLAGS.train_glob, FLAGS.rung_steps)
     run_train(flags_ + [f"--max_time_s={remaining:.0f}"], ladder_dir)
-    final = os.path.join(FLAGS.work_dir, campaign_lib.LADDER_DIR,
+    final = os.path.join(FLAGS.work_dir, ladder.LADDER_DIR,
                          target.name, "final")
-    with open(os.path.join(final, campaign_lib.TRAINING_RECIPE)) as f:
+    with open(os.path.join(final, campaign_records.TRAINING_RECIPE)) as f:
       steps = json.load(f)["steps"]
     if steps < FLAGS.rung_steps:
       print(f"rung {target.quality} stopped at step {steps} of "

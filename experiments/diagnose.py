@@ -26,6 +26,7 @@ from absl import app
 from absl import flags
 
 from balle import campaign as campaign_lib
+from balle import campaign_records
 from balle import compression_model
 from balle import data
 from balle import diagnosis
@@ -70,7 +71,7 @@ def _run_arm(campaign, record_book, name, seed, yardstick):
     os.makedirs(model_dir, exist_ok=True)
     campaign_runner.run_train(train_flags, os.path.abspath(model_dir))
     final = os.path.join(model_dir, "final")
-    with open(os.path.join(final, campaign_lib.TRAINING_RECIPE)) as f:
+    with open(os.path.join(final, campaign_records.TRAINING_RECIPE)) as f:
       recipe = json.load(f)
   else:
     final = campaign.anchor_dir

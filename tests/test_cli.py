@@ -210,10 +210,14 @@ def test_quality_picks_a_shipped_model_and_models_lists_them(photo, tmp_path,
   assert run("models") == 0
   listing = capsys.readouterr().out
   assert "quality" in listing and "(default)" in listing
-  assert "bls2017-mse-0.0130" in listing
+  assert "bls2017   bls2017-mse-0.0130" in listing  # family, then name
   assert run("compress", photo, tmp_path / "q4.balle", "--quality", "4") == 0
   assert "bpp" in capsys.readouterr().out
   assert run("compress", photo, tmp_path / "q9.balle", "--quality", "9") == 1
   assert "quality must be 1..8" in capsys.readouterr().err
   with pytest.raises(SystemExit):  # argparse: --model and --quality exclude
     run("compress", photo, "--quality", "4", "--model", "x")
+  assert run("compress", photo, tmp_path / "f.balle", "--family",
+             "bls2017") == 1
+  assert "--family picks the model of a --quality" in capsys.readouterr().err
+  assert not (tmp_path / "f.balle").exists()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -90,11 +91,33 @@ def test_qualities_follow_the_ladder_lambdas(monkeypatch):
   shipped = pretrained.list_models()
   monkeypatch.setattr(pretrained, "list_models",
                       lambda: [n for n in shipped if "0.0067" not in n])
-  with pytest.raises(KeyError, match="no shipped model of quality 3 "
-                     r"\(lambda 0.0067\); shipped qualities: 1, 2, 4, 5, 6"):
+  with pytest.raises(KeyError, match="no shipped bls2017 model of quality 3 "
+                     r"\(lambda 0.0067\); shipped bls2017 qualities: 1, 2, 4, "
+                     "5, 6"):
     pretrained.model_for_quality(3)
   with pytest.raises(KeyError, match="quality must be 1..8, got 9"):
     pretrained.model_for_quality(9)
+  with pytest.raises(KeyError, match="shipped bmshj2018 qualities: none"):
+    pretrained.model_for_quality(3, family="bmshj2018")
+
+
+def test_quality_picks_the_model_of_its_family(tmp_path, monkeypatch,
+                                               tiny_model_dir):
+  """A hyperprior of the same lambda beside a factorized model: --quality
+  takes the family's own."""
+  for name, architecture in (("bls2017-mse-0.0250", "bls2017"),
+                             ("bmshj2018-mse-0.0250", "bmshj2018")):
+    shutil.copytree(tiny_model_dir, tmp_path / name)
+    path = tmp_path / name / "config.json"
+    config = json.loads(path.read_text())
+    config["model"].update(lmbda=0.025, architecture=architecture,
+                           latent_channels=12)
+    path.write_text(json.dumps(config))
+  monkeypatch.setattr(pretrained, "_FOLDER", str(tmp_path))
+  assert pretrained.model_for_quality(5) == "bls2017-mse-0.0250"
+  assert pretrained.model_for_quality(5, "bmshj2018") == "bmshj2018-mse-0.0250"
+  info = pretrained.describe("bmshj2018-mse-0.0250")
+  assert info["architecture"] == "bmshj2018" and info["latent_channels"] == 12
 
 
 def test_higher_qualities_spend_more_bits_for_more_fidelity():

@@ -15,6 +15,9 @@ from balle.compression_model import CONFIG_FILE
 from balle.compression_model import load_model
 
 DEFAULT_MODEL = "bls2017-mse-0.0130"
+# The family `balle compress --quality=Q` uses without --family: the
+# factorized prior, the only family shipped and measured at eight rates.
+DEFAULT_FAMILY = "bls2017"
 _FOLDER = os.path.dirname(os.path.abspath(__file__))
 
 # `balle compress --quality=Q` picks the shipped model trained at lambda
@@ -72,8 +75,10 @@ def quality_of_lambda(lmbda):
 
 
 def describe(name):
-  """{"name", "lmbda", "num_filters", "quality", "measured"} of a shipped
-  model, from its files (no TensorFlow); "measured" is {} without figures."""
+  """{"name", "architecture", "lmbda", "num_filters", "latent_channels",
+  "quality", "measured"} of a shipped model, from its files (no
+  TensorFlow); latent_channels is M (N where the config stores 0);
+  "measured" is {} without figures."""
   directory = model_directory(name)
   with open(os.path.join(directory, CONFIG_FILE)) as f:
     config = json.load(f)["model"]
@@ -81,8 +86,11 @@ def describe(name):
   if os.path.exists(os.path.join(directory, MEASURED_FILE)):
     with open(os.path.join(directory, MEASURED_FILE)) as f:
       measured = json.load(f)
-  return {"name": name, "lmbda": config["lmbda"],
-          "num_filters": config["num_filters"],
+  return {"name": name,
+          "architecture": config.get("architecture", DEFAULT_FAMILY),
+          "lmbda": config["lmbda"], "num_filters": config["num_filters"],
+          "latent_channels": (config.get("latent_channels", 0)
+                              or config["num_filters"]),
           "quality": quality_of_lambda(config["lmbda"]), "measured": measured}
 
 
@@ -92,15 +100,21 @@ def format_figures(figures):
           f"{figures['ms_ssim']:.4f}")
 
 
-def model_for_quality(quality):
-  """Name of the shipped model of `quality` (QUALITY_LAMBDAS)."""
-  shipped = {describe(name)["quality"]: name for name in list_models()}
+def model_for_quality(quality, family=DEFAULT_FAMILY):
+  """Name of the shipped model of `family` (an architecture) and `quality`
+  (QUALITY_LAMBDAS)."""
+  shipped = {}
+  for name in list_models():
+    info = describe(name)
+    if info["architecture"] == family:
+      shipped[info["quality"]] = name
   if quality not in shipped:
     available = ", ".join(str(q) for q in sorted(
         q for q in shipped if q is not None)) or "none"
-    raise KeyError(f"no shipped model of quality {quality} (lambda "
-                   f"{QUALITY_LAMBDAS[quality - 1]:g}); shipped qualities: "
-                   f"{available}" if 1 <= quality <= len(QUALITY_LAMBDAS)
+    raise KeyError(f"no shipped {family} model of quality {quality} (lambda "
+                   f"{QUALITY_LAMBDAS[quality - 1]:g}); shipped {family} "
+                   f"qualities: {available}"
+                   if 1 <= quality <= len(QUALITY_LAMBDAS)
                    else f"quality must be 1..{len(QUALITY_LAMBDAS)}, got "
                    f"{quality}")
   return shipped[quality]

@@ -1,0 +1,46 @@
+"""Tests of balle/campaign_records.py: a test set's figures and gaps."""
+
+import pytest
+
+from balle import campaign_records
+from balle import reference_curves
+from conftest import results_document
+
+GAP_BALLE2017 = "psnr_gap_balle2017_db"
+
+
+_J2K = results_document([0.25, 1.0], [30.0, 34.0], codec="j2k")
+_PUBLISHED = reference_curves.PublishedCurve(
+    key="fake", family="balle2017", label="fake", citation="-", source="-",
+    psnr_rgb=((0.25, 31.0), (1.0, 35.0)), ms_ssim_rgb=())
+
+
+def test_figures_of_test_set_gaps_at_the_same_bpp():
+  figures = campaign_records.figures_of_test_set(
+      results_document([0.5], [31.0]), j2k=_J2K, published=_PUBLISHED)
+  # 0.5 bpp is halfway in log(bpp) between 0.25 and 1.0.
+  assert figures == {"bpp": 0.5, "psnr_db": 31.0, "ms_ssim": 0.97,
+                     campaign_records.GAP_J2K: pytest.approx(-1.0),
+                     GAP_BALLE2017: pytest.approx(-2.0)}
+  outside = campaign_records.figures_of_test_set(results_document([2.0], [40.0]),
+                                             j2k=_J2K)
+  assert outside[campaign_records.GAP_J2K] is None
+  assert GAP_BALLE2017 not in outside
+  with pytest.raises(ValueError, match="other images"):
+    campaign_records.figures_of_test_set(results_document([0.5], [31.0], "set-b"),
+                                     j2k=_J2K)
+  assert campaign_records.published_curve().family == "balle2017"
+
+
+def test_each_family_has_its_published_curve():
+  curve = campaign_records.published_curve("bmshj2018")
+  assert curve.family == "balle2018"
+  assert campaign_records.published_title(curve) == "Ballé 2018"
+  published = reference_curves.PublishedCurve(
+      key="fake", family="balle2018", label="fake", citation="-",
+      source="-", psnr_rgb=((0.25, 31.0), (1.0, 35.0)), ms_ssim_rgb=())
+  figures = campaign_records.figures_of_test_set(results_document([0.5], [31.0]),
+                                                 published=published)
+  assert figures["psnr_gap_balle2018_db"] == pytest.approx(-2.0)
+  with pytest.raises(ValueError, match="no published curve"):
+    campaign_records.published_curve("nonesuch")

@@ -1,0 +1,148 @@
+"""Tests of balle/ladder.py: rungs chained from the anchor, shipped."""
+
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from absl.testing import flagsaver
+
+# experiments/ is not installed; import it from this checkout.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# pylint: disable=wrong-import-position
+from balle import campaign as campaign_lib
+from balle import ladder
+from balle import pretrained
+from balle.model import FactorizedPriorModel, ModelConfig
+from conftest import fake_leg
+from experiments import campaign as campaign_runner
+
+PLAN_FLAGS = {"lmbda": 0.01, "num_filters": 8, "patchsize": 64,
+              "batchsize": 2, "learning_rate": 1e-4}
+
+
+def test_each_family_has_eight_rungs_of_its_own():
+  for architecture, latent_channels in (("bls2017", 128), ("bmshj2018", 192)):
+    rungs = ladder.ladder_of(architecture)
+    assert [r.lmbda for r in rungs] == list(pretrained.QUALITY_LAMBDAS)
+    assert {r.config.num_latent_channels for r in rungs} == {latent_channels}
+  assert ladder.rung(8, "bmshj2018").name == "bmshj2018-mse-0.1800"
+  with pytest.raises(ValueError, match="no ladder"):
+    ladder.ladder_of("nonesuch")
+
+
+def _tiny_rung_model(directory, lmbda, num_filters):
+  """A frozen untrained model of the given lambda and N in `directory`."""
+  model = FactorizedPriorModel(ModelConfig(num_filters=num_filters,
+                                           lmbda=lmbda))
+  model.freeze_for_coding()
+  model.save(directory)
+  return directory
+
+
+def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
+                                                 tiny_model_dir):
+  rungs = (ladder.Rung(1, 0.005, 8), ladder.Rung(2, 0.01, 8),
+           ladder.Rung(3, 0.02, 12))
+  monkeypatch.setattr(ladder, "LADDER", rungs)
+  monkeypatch.setattr(ladder, "ANCHOR_QUALITY", 2)
+  monkeypatch.setattr(ladder, "LADDER_ORDER", (2, 1, 3))
+  directory = str(tmp_path / "campaign")
+  campaign = campaign_lib.create(directory, PLAN_FLAGS, init_from="seed/")
+  with pytest.raises(ValueError, match="only the anchor's rung"):
+    campaign.end_rung(2)  # no leg yet
+  final = fake_leg(str(tmp_path / "leg-1"),
+                    _tiny_rung_model(str(tmp_path / "m2"), 0.01, 8),
+                    steps=10, losses={10: 1.0})
+  kodak = {"bpp": 0.5, "psnr_db": 32.0, "ms_ssim": 0.98}
+  campaign.end_leg(final, [], 1.0, measure=lambda folder: {"kodak": kodak})
+  assert campaign.next_rung().quality == 2
+  with pytest.raises(ValueError, match="rung 2 is the anchor"):
+    campaign.rung_train_flags(2, "work", ["train/"], steps=100)
+  with pytest.raises(ValueError, match="starts from rung 2, which is not"):
+    campaign.rung_train_flags(1, "work", ["train/"], steps=100)
+
+  anchor_files = tmp_path / "anchor-files"
+  shutil.copytree(campaign.anchor_dir, anchor_files)
+  shutil.rmtree(campaign.anchor_dir)
+  _tiny_rung_model(campaign.anchor_dir, 0.01, 8)  # not leg 1's model
+  with pytest.raises(ValueError, match="is not the model leg 1 measured"):
+    campaign.end_rung(2)
+  shutil.rmtree(campaign.anchor_dir)
+  shutil.copytree(anchor_files, campaign.anchor_dir)
+  measured = []
+  record = campaign.end_rung(2, measure=measured.append)
+  assert not measured  # the anchor is the last leg's model: its figures
+  assert record.parent == "anchor" and record.test_sets["kodak"] == kodak
+  assert campaign.next_rung().quality == 1
+  flags = campaign.rung_train_flags(1, "work", ["train/"], steps=100)
+  assert f"--init_from={campaign.rung_dir(2)}" in flags
+  assert "--lmbda=0.005" in flags and "--max_steps=100" in flags
+  assert f"--model_dir={os.path.join('work', 'ladder', 'bls2017-mse-0.0050')}" \
+      in flags
+
+  wrong = fake_leg(str(tmp_path / "wrong"),
+                    _tiny_rung_model(str(tmp_path / "w"), 0.02, 8),
+                    steps=100, losses={100: 1.0})
+  with pytest.raises(ValueError, match="rung 1 is bls2017-mse-0.0050"):
+    campaign.end_rung(1, wrong)
+  campaign.references["kodak"] = [[0.2, 28.0], [0.8, 33.0]]
+  for quality, lmbda, filters, bpp, psnr in ((1, 0.005, 8, 0.25, 30.0),
+                                             (3, 0.02, 12, 1.0, 35.0)):
+    final = fake_leg(str(tmp_path / f"rung-{quality}"),
+                      _tiny_rung_model(str(tmp_path / f"r{quality}"), lmbda,
+                                       filters),
+                      steps=100, losses={100: 1.0})
+    campaign.end_rung(quality, final, ["--batchsize=2", "--patchsize=50",
+                                       "--init_from=/machine/a/b/c"],
+                      measure=lambda folder, b=bpp,
+                      p=psnr: {"kodak": {"bpp": b, "psnr_db": p,
+                                         "ms_ssim": 0.97}})
+  assert campaign.next_rung() is None
+  reloaded = campaign_lib.Campaign(directory)
+  assert [r.quality for r in reloaded.ladder] == [1, 2, 3]
+  assert reloaded.ladder[2].parent == "bls2017-mse-0.0100"
+  with np.load(os.path.join(reloaded.rung_dir(3), "weights.npz")) as arrays:
+    assert all(arrays[n].dtype == np.float16
+               for n in arrays.files if "kernel" in n)
+  rates = reloaded.ladder_bd_rates()
+  # Each point is 1-2 dB above JPEG 2000 and the published curve: the
+  # curve codes the same quality with fewer bits.
+  assert rates["kodak vs JPEG 2000"] < 0
+  assert "kodak vs published Ballé 2017" in rates
+  table = reloaded.ladder_table()
+  in_all = reloaded.legs[0].cumulative_gpix + 100 * 2 * 50 ** 2 / 1e9
+  assert reloaded.rung_training(3)[0] == pytest.approx(in_all)
+  assert f"| 3 | 0.02 | 12 | bls2017-mse-0.0100 | 100 | 0.03 | {in_all:.1f} / " \
+      in table
+  assert "BD-rate (PSNR), kodak vs JPEG 2000" in table
+
+  shipped = tmp_path / "shipped"
+  shipped.mkdir()
+  old = shipped / "bls2017-mse-0.0450"  # a shipped model that is no rung
+  shutil.copytree(tiny_model_dir, old)
+  monkeypatch.setattr(campaign_runner, "SOURCE_PRETRAINED", str(shipped))
+  monkeypatch.setattr(pretrained, "_FOLDER", str(shipped))
+  with flagsaver.as_parsed(campaign_dir=directory, replace_shipped="false"):
+    campaign_runner._ship(reloaded)  # pylint: disable=protected-access
+  assert old.exists()  # kept without --replace_shipped
+  with flagsaver.as_parsed(campaign_dir=directory, replace_shipped="true"):
+    campaign_runner._ship(reloaded)  # pylint: disable=protected-access
+  assert not old.exists()
+  assert pretrained.list_models() == [
+      "bls2017-mse-0.0050", "bls2017-mse-0.0100", "bls2017-mse-0.0200"]
+  info = pretrained.describe("bls2017-mse-0.0200")
+  assert info["measured"]["kodak"]["psnr_db"] == 35.0
+  assert "ladder rung 3" in info["measured"]["source"]
+  rung_3 = shipped / "bls2017-mse-0.0200"
+  for name in ("weights.npz", "config.json"):  # the measured bytes
+    assert (rung_3 / name).read_bytes() == open(
+        os.path.join(reloaded.rung_dir(3), name), "rb").read()
+  recipe = json.loads((rung_3 / "recipe.json").read_text())
+  assert recipe["parent"] == "bls2017-mse-0.0100" and recipe["steps"] == 100
+  assert "--init_from=.../b/c" in recipe["flags"]  # no path of the machine
+  reloaded.ladder[2].model_id = "0" * 16  # the files are not what was measured
+  with pytest.raises(ValueError, match="not the model rung"):
+    reloaded.ship(str(shipped))
