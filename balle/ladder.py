@@ -156,7 +156,9 @@ class LadderMixin:
   def rung_train_flags(self, quality, work_dir, train_globs, steps):
     """The experiments.train flags fine-tuning rung `quality` from its parent.
 
-    The plan's flags changed by RUNG_RECIPE, with the rung's lambda and N,
+    The plan's flags changed by RUNG_RECIPE and then by the plan's own
+    `rung_flags` (e.g. smaller patches for a slower family), with the rung's
+    lambda and N,
     `steps` steps, one validation at the end, warm-started from the parent
     rung's committed float16 model (widened by the trainer where N grows),
     seed 100 + quality.
@@ -168,7 +170,9 @@ class LadderMixin:
     if parent not in {record.quality for record in self.ladder}:
       raise ValueError(f"rung {quality} starts from rung {parent}, which is "
                        "not made yet")
-    plan = dict(self.plan["train_flags"], **RUNG_RECIPE, lmbda=target.lmbda,
+    plan = dict(self.plan["train_flags"], **RUNG_RECIPE)
+    plan.update(self.plan.get("rung_flags", {}))
+    plan.update(lmbda=target.lmbda,
                 num_filters=target.num_filters, max_steps=steps,
                 validate_every=steps)
     if target.latent_channels:

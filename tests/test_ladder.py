@@ -80,6 +80,12 @@ def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
   flags = campaign.rung_train_flags(1, "work", ["train/"], steps=100)
   assert f"--init_from={campaign.rung_dir(2)}" in flags
   assert "--lmbda=0.005" in flags and "--max_steps=100" in flags
+  assert "--learning_rate=0.0003" in flags  # RUNG_RECIPE over the plan
+  campaign.plan["rung_flags"] = {"patchsize": 16, "learning_rate": 1e-4}
+  flags = campaign.rung_train_flags(1, "work", ["train/"], steps=100)
+  assert "--patchsize=16" in flags and "--learning_rate=0.0001" in flags
+  assert "--lmbda=0.005" in flags  # the rung's own lambda wins
+  del campaign.plan["rung_flags"]
   assert f"--model_dir={os.path.join('work', 'ladder', 'bls2017-mse-0.0050')}" \
       in flags
 
