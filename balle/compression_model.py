@@ -13,8 +13,9 @@ back into the registered class.
 training, codec, export, evaluation, campaign and pretrained use only this
 interface. Tiled coding (balle.codec) asks the model for its `tile_coder`
 (balle.tiling), which knows how the architecture's sections depend on each
-other across tiles; the SavedModel's decoder is written for architectures
-that code an image as one tensor (`section_shapes` of length 1).
+other across tiles; the SavedModel codes one tile with the whole-image
+`compress`/`decompress`, checking a file's sections with `section_shapes`
+and `section_checks` first.
 """
 
 import dataclasses
@@ -265,7 +266,8 @@ class CompressionModel(tf.keras.Model):
 
   def section_shapes(self, height, width):
     """Shapes of the sections `compress` writes for an H x W image (or
-    tile), in order."""
+    tile), in order. H and W are ints, or int32 scalar tensors (the
+    SavedModel's decoder checks a file's section table with them)."""
     raise NotImplementedError
 
   def tile_coder(self):
@@ -282,6 +284,15 @@ class CompressionModel(tf.keras.Model):
   def decompress(self, sections, image_shape, channels):
     """(tuple of (string, shape) as `compress` returns, [H, W], C) -> uint8
     image [H, W, C]. A tf.function."""
+    raise NotImplementedError
+
+  def section_checks(self, sections):
+    """In TensorFlow ops, for the SavedModel's decoder: one bool tensor per
+    section of `sections` (as `decompress` takes them, shapes already
+    checked), true when the section is exactly what the range coder writes
+    for the values it decodes to, decoded in bounded time
+    (`balle.range_coding.range_decode`, `check_range_code`). Only checked
+    sections may be given to `decompress`, whose tfc decoder is unbounded."""
     raise NotImplementedError
 
   def coding_copy(self):

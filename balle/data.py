@@ -1,13 +1,17 @@
-"""Image files into arrays, and the training input pipeline (random patches).
+"""Image files into arrays, and random training patches drawn in memory.
 
 `load_images` is the project's one way to turn a list of image files into
 uint8 arrays with a chosen channel count (training, validation and
-balle.evaluation use it); image_io.read_image decodes each file.
+balle.evaluation use it); `read_channels` decodes one file (through
+image_io.read_image), for the in-memory and the streaming pipeline alike.
 
 The paper (Sec. 4) trains on random 256x256 crops of natural images; here the
-patch size is a flag. Every image is decoded once into a uint8 array; a
-background thread (tf.data prefetch) draws batches of random crops, each
-flipped left-right with probability 1/2, while the training step runs.
+patch size is a flag. `draw_patch` makes one patch: a random crop (with
+`random_downsample` of a larger region, resized), flipped left-right with
+probability 1/2. `PatchSampler` draws batches of them from images decoded
+once into memory, in a background thread (tf.data prefetch) while the
+training step runs; balle.streaming.PatchStream draws the same patches from
+files decoded on the fly, and balle.input_pipeline chooses between the two.
 
 A deterministic part of the training images is held out for validation: the
 `num_validation` files whose SHA-256 of the base name is smallest. This
@@ -74,8 +78,22 @@ def split_validation(files, num_validation, validation_patterns=()):
           [f for f in files if f in held_out])
 
 
-def _read_channels(path, channels):
-  """One image for load_images (see there)."""
+def shard_files(files, num_shards, shard_index):
+  """The files of shard `shard_index` of `num_shards` (e.g. one worker's of
+  a multi-worker cluster): every num_shards-th file from the shard_index-th
+  on, so that shards are disjoint and together hold every file."""
+  if not 0 <= shard_index < num_shards:
+    raise ValueError(f"shard {shard_index} of {num_shards} does not exist")
+  shard = list(files)[shard_index::num_shards]
+  if not shard:
+    raise ValueError(f"shard {shard_index} of {num_shards} holds none of "
+                     f"the {len(files)} training files")
+  return shard
+
+
+def read_channels(path, channels):
+  """One image file as a uint8 array [H, W, channels] (see load_images);
+  ValueError if it cannot be read."""
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", image_io.ImageConversionWarning)
     image = image_io.read_image(path, drop_alpha=True)
@@ -87,35 +105,79 @@ def _read_channels(path, channels):
     return np.asarray(rgb.convert("L"))[..., None]
 
 
-def load_images(files, min_size=0, channels=3, num_threads=2):
+def warn_skipped(path, why):
+  """Logs that the training image at `path` is skipped, and `why` (an error
+  or text; a leading "<path>: " is not repeated)."""
+  why = str(why)
+  why = why[len(f"{path}: "):] if why.startswith(f"{path}: ") else why
+  logging.warning("skipping training image %s: %s", path, why)
+
+
+def load_images(files, min_size=0, channels=3, num_threads=2,
+                skip_unreadable=False):
   """Decodes `files` in order; returns (images, num_skipped).
 
   Each image is a uint8 array [H, W, channels]: gray is repeated to RGB or
   RGB reduced to luma as `channels` asks (None: as stored, 1 or 3); alpha is
   dropped. Images with height or width below `min_size` (the patch size) are
-  skipped.
+  skipped; so are, with `skip_unreadable`, files that cannot be decoded
+  (with a warning naming each), which otherwise raise ValueError.
   """
+  def read(path):
+    try:
+      return read_channels(path, channels)
+    except (ValueError, OSError) as error:
+      if not skip_unreadable:
+        raise
+      warn_skipped(path, error)
+      return None
+
   with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
-    decoded = list(pool.map(lambda f: _read_channels(f, channels), files))
-  images = [a for a in decoded if min(a.shape[:2]) >= min_size]
+    decoded = list(pool.map(read, files))
+  images = [a for a in decoded
+            if a is not None and min(a.shape[:2]) >= min_size]
   return images, len(decoded) - len(images)
 
 
-# Largest factor of random_downsample (PatchSampler).
+# Largest factor of random_downsample (draw_patch).
 MAX_DOWNSAMPLE = 4.0
 
 
-class PatchSampler:
-  """Draws batches of random patches (crop + left-right flip) from arrays.
+def draw_patch(image, patchsize, rng, random_downsample=False):
+  """A random uint8 patch [patchsize, patchsize, C] of `image`: a crop at a
+  uniform position, flipped left-right with probability 1/2.
 
-  Images are drawn uniformly, then a crop position uniformly within the
-  image, so small and large images contribute equally many patches.
-
-  With `random_downsample` (the paper's data recipe, Sec. 4), each patch is
+  With `random_downsample` (the paper's data recipe, Sec. 4), the patch is
   a square region of side f * patchsize resized to patchsize (Pillow's
   antialiased Lanczos filter), f log-uniform in [1, min(MAX_DOWNSAMPLE,
   shorter side / patchsize)]: downsampling averages away JPEG blocking,
   chroma subsampling and sensor noise, and packs more detail per pixel.
+  `image` must be at least patchsize on each side; `rng` is a numpy
+  Generator.
+  """
+  side = _region_side(image, patchsize, rng, random_downsample)
+  y = rng.integers(image.shape[0] - side + 1)
+  x = rng.integers(image.shape[1] - side + 1)
+  patch = _resized(image[y:y + side, x:x + side], patchsize)
+  return patch[:, ::-1] if rng.integers(2) else patch
+
+
+def _region_side(image, patchsize, rng, random_downsample):
+  """Side of the region a patch is made from: patchsize, or f times it
+  with random_downsample (draw_patch)."""
+  if not random_downsample:
+    return patchsize
+  shorter = min(image.shape[:2])
+  largest = min(MAX_DOWNSAMPLE, shorter / patchsize)
+  factor = np.exp(rng.uniform(0, np.log(largest)))
+  return min(int(round(patchsize * factor)), shorter)
+
+
+class PatchSampler:
+  """Draws batches of random patches (`draw_patch`) from arrays in memory.
+
+  Images are drawn uniformly, then a patch of the image, so small and large
+  images contribute equally many patches.
   """
 
   def __init__(self, images, patchsize, batchsize, seed=0,
@@ -131,42 +193,44 @@ class PatchSampler:
     self.batchsize = batchsize
     self.channels = images[0].shape[2]
     self.random_downsample = random_downsample
+    self.seed = seed
     self.rng = np.random.default_rng(seed)
 
-  def batch(self):
-    """uint8 array [batchsize, patchsize, patchsize, channels]."""
+  def batch(self, batchsize=None, rng=None):
+    """uint8 array [batchsize, patchsize, patchsize, channels] (default:
+    the sampler's batch size and generator)."""
+    batchsize = batchsize or self.batchsize
+    rng = self.rng if rng is None else rng
     p = self.patchsize
-    out = np.empty((self.batchsize, p, p, self.channels), np.uint8)
-    for k, i in enumerate(self.rng.integers(len(self.images),
-                                            size=self.batchsize)):
-      image = self.images[i]
-      side = self._region_side(image)
-      y = self.rng.integers(image.shape[0] - side + 1)
-      x = self.rng.integers(image.shape[1] - side + 1)
-      patch = _resized(image[y:y + side, x:x + side], p)
-      out[k] = patch[:, ::-1] if self.rng.integers(2) else patch
+    out = np.empty((batchsize, p, p, self.channels), np.uint8)
+    for k, i in enumerate(rng.integers(len(self.images), size=batchsize)):
+      out[k] = draw_patch(self.images[i], p, rng, self.random_downsample)
     return out
 
-  def _region_side(self, image):
-    """Side of the region a patch is made from: patchsize, or f times it
-    with random_downsample."""
-    p = self.patchsize
-    if not self.random_downsample:
-      return p
-    largest = min(MAX_DOWNSAMPLE, min(image.shape[:2]) / p)
-    factor = np.exp(self.rng.uniform(0, np.log(largest)))
-    return min(int(round(p * factor)), min(image.shape[:2]))
-
   def __iter__(self):
-    while True:
-      yield self.batch()
+    return self._batches(self.batchsize, self.rng)
 
-  def dataset(self, prefetch=4):
-    """Endless tf.data.Dataset of float32 batches on the 0..255 scale."""
+  def _batches(self, batchsize, rng):
+    while True:
+      yield self.batch(batchsize, rng)
+
+  def dataset(self, prefetch=4, input_context=None):
+    """Endless tf.data.Dataset of float32 batches on the 0..255 scale.
+
+    With a tf.distribute.InputContext (`distribute_datasets_from_function`)
+    the batches are the per-replica share of `batchsize` and each input
+    pipeline draws from its own generator (seeded by the pipeline's id);
+    every pipeline holds all images.
+    """
+    batchsize, rng = self.batchsize, self.rng
+    if input_context is not None:
+      batchsize = input_context.get_per_replica_batch_size(self.batchsize)
+      rng = np.random.default_rng(
+          (*np.atleast_1d(self.seed), input_context.input_pipeline_id))
     p = self.patchsize
-    spec = tf.TensorSpec([self.batchsize, p, p, self.channels], tf.uint8)
-    dataset = tf.data.Dataset.from_generator(lambda: iter(self),
-                                             output_signature=spec)
+    spec = tf.TensorSpec([batchsize, p, p, self.channels], tf.uint8)
+    dataset = tf.data.Dataset.from_generator(
+        lambda: self._batches(batchsize, rng), output_signature=spec)
     dataset = dataset.map(lambda x: tf.cast(x, tf.float32))
     return dataset.prefetch(prefetch)
 
@@ -192,32 +256,3 @@ def crop_to_multiple(image, multiple):
   """
   height, width = image.shape[0], image.shape[1]
   return image[:height - height % multiple, :width - width % multiple]
-
-
-def training_data(patterns, patchsize, batchsize, multiple, num_validation=0,
-                  seed=0, channels=3, validation_patterns=(),
-                  random_downsample=False):
-  """(PatchSampler over training images, list of validation images).
-
-  Logs the number of images found, held out and skipped (smaller than the
-  patch). Validation images are cropped to multiples of `multiple` (the
-  model's downsampling factor), never skipped.
-  """
-  files = expand_patterns(patterns)
-  if not files:
-    raise FileNotFoundError(f"no images ({', '.join(image_io.IMAGE_SUFFIXES)})"
-                            f" match {patterns}")
-  train_files, validation_files = split_validation(files, num_validation,
-                                                   validation_patterns)
-  images, num_skipped = load_images(train_files, patchsize, channels)
-  validation, _ = load_images(validation_files, 0, channels)
-  validation = [crop_to_multiple(a, multiple) for a in validation]
-  num_pixels = sum(a.shape[0] * a.shape[1] for a in images)
-  logging.info("training images: %d found, %d held out for validation, "
-               "%d skipped (smaller than %d px), %d used (%.1f Mpix)",
-               len(files), len(validation_files), num_skipped, patchsize,
-               len(images), num_pixels / 1e6)
-  logging.info("validation images: %s",
-               ", ".join(os.path.basename(f) for f in validation_files))
-  return PatchSampler(images, patchsize, batchsize, seed,
-                      random_downsample), validation

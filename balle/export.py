@@ -6,16 +6,18 @@ The SavedModel has two functions (also its serving signatures):
     decompress(data: string) -> uint8 [H, W, C]
 
 It codes images that fit one tile (sides up to `codec.TILE_SIZE`, 1024
-pixels), which the library codes whole: for those, the file bytes and the
-decoded pixels are identical to `balle.codec`'s (the header and checksum are
-written with `file_format.pack_tf`, the TensorFlow-op twin of
-`file_format.pack`). Larger images, version-1 files and files of several
-tiles are refused. `decompress` checks magic, version, length, checksum,
-architecture, tile size and model id, raising InvalidArgumentError with a
-message that names the problem.
-
-Like codec's tiling, it is written for architectures that code an image as
-one latent tensor (`CompressionModel.section_shapes` of length 1: bls2017).
+pixels), which the library codes whole with the model's own `compress` and
+`decompress`: for those, the file bytes and the decoded pixels are identical
+to `balle.codec`'s (the header, section table and checksum are written with
+`file_format.pack_tf`, the TensorFlow-op twin of `file_format.pack`), for
+every architecture (bls2017's one section per tile, bmshj2018's two).
+Larger images, version-1 files and files of several tiles are refused.
+`decompress` checks magic, version, length, checksum, architecture, model
+id, channels, tile size and the section table against the model's
+`section_shapes` (`file_format.unpack_tf`), then that every section is what
+the range coder writes for the values it decodes to (the model's
+`section_checks`, bounded in time like the library's decoder), raising
+InvalidArgumentError with a message that names the problem.
 """
 
 import os
@@ -25,7 +27,6 @@ import tensorflow as tf
 
 from balle import codec as balle_codec
 from balle import file_format
-from balle import range_coding
 
 
 class _SavedCodec(tf.Module):
@@ -60,31 +61,32 @@ class _SavedCodec(tf.Module):
             ["image channel count does not match the model:", shape[2]]),
     ]
     with tf.control_dependencies(checks):
-      (payload, latent_shape), = self.model.compress(image)
+      sections = self.model.compress(image)
     return file_format.pack_tf(
         shape[2], self.model.model_id, self.model.ARCHITECTURE, shape[:2],
-        balle_codec.TILE_SIZE, latent_shape[:2], config.num_filters, payload)
+        balle_codec.TILE_SIZE, sections)
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="data")])
   def decompress(self, data):
-    channels, image_shape, latent_shape, payload = file_format.unpack_tf(
-        data, self.model.model_id, self.model.ARCHITECTURE,
-        balle_codec.TILE_SIZE, self.model.config.num_filters,
-        self.model.downsampling_factor)
-    # As the library: decoded with the padding that bounds the range
-    # decoder's time, and refused unless it is what the range coder writes
-    # for the latents it decodes to (only then the model decodes it again).
-    entropy_model = self.model.entropy_model
-    latent_shape = tf.concat([latent_shape, [self.model.config.num_filters]],
-                             0)
-    latents = range_coding.range_decode(entropy_model, payload, latent_shape)
+    model = self.model
+    channels, image_shape, sections = file_format.unpack_tf(
+        data, model.model_id, model.ARCHITECTURE, balle_codec.TILE_SIZE,
+        model.section_shapes)
     check = tf.debugging.Assert(
-        range_coding.check_range_code(entropy_model, latents, payload),
-        ["file is corrupted: the payload is not a range coding of its "
-         "latents"])
+        tf.logical_or(tf.equal(channels, 1),
+                      tf.equal(channels, model.config.channels)),
+        ["file has another channel count than the model:", channels])
+    # As the library: each section decoded with the padding that bounds the
+    # range decoder's time, and refused unless it is what the range coder
+    # writes for the values it decodes to (only then the model decodes it
+    # again).
+    for index, exact in enumerate(model.section_checks(sections)):
+      with tf.control_dependencies([check]):
+        check = tf.debugging.Assert(
+            exact, [f"file is corrupted: section {index} is not a range "
+                    "coding of the values it decodes to"])
     with tf.control_dependencies([check]):
-      return self.model.decompress(((payload, latent_shape),), image_shape,
-                                   channels)
+      return model.decompress(sections, image_shape, channels)
 
 
 def export_saved_model(model, directory, overwrite=False):
@@ -95,10 +97,6 @@ def export_saved_model(model, directory, overwrite=False):
   replaced with overwrite=True.
   """
   model._require_frozen()  # pylint: disable=protected-access
-  if len(model.section_shapes(1, 1)) != 1:
-    raise NotImplementedError(f"export of {model.ARCHITECTURE!r} models "
-                              "(several sections per image) is not "
-                              "implemented")
   if os.path.exists(directory) and not overwrite:
     raise FileExistsError(f"{directory} exists; pass --overwrite to replace it")
   module = _SavedCodec(model)

@@ -39,8 +39,9 @@ anyone can recompute it, so every field is also checked for consistency, and
 `unpack` refuses images above a pixel limit before anything is allocated.
 
 `pack`/`unpack` are the Python implementation; `pack_tf`/`unpack_tf` are a
-TensorFlow-op twin for single-section files (what the SavedModel writes);
-tests check that they agree byte for byte.
+TensorFlow-op twin for files of one tile, with as many sections as the
+model's tile has (what the SavedModel writes and reads); tests check that
+they agree byte for byte.
 """
 
 import dataclasses
@@ -232,11 +233,13 @@ def _check_header(header):
 _BYTE_STRINGS = [bytes([i]) for i in range(256)]
 
 
-def _be_bytes(value, size):
-  """Big-endian bytes of a non-negative int64 scalar tensor, as a string."""
+def _be_bytes(values, size):
+  """Big-endian bytes (`size` each) of non-negative integer tensor `values`
+  (a scalar or a vector), concatenated into a scalar string tensor."""
   shifts = tf.constant([8 * (size - 1 - i) for i in range(size)], tf.int64)
   digits = tf.bitwise.bitwise_and(
-      tf.bitwise.right_shift(tf.cast(value, tf.int64), shifts), 0xFF)
+      tf.bitwise.right_shift(tf.expand_dims(tf.cast(values, tf.int64), -1),
+                             shifts), 0xFF)
   return tf.strings.reduce_join(
       tf.gather(tf.constant(_BYTE_STRINGS), digits))
 
@@ -260,107 +263,152 @@ def _architecture_field(architecture):
 
 
 def pack_tf(channels, model_id, architecture, image_shape, tile_size,
-            latent_shape, latent_channels, payload):
-  """`pack` in TensorFlow ops for a single-section file: channels an int32
-  scalar, shapes int32 [2] tensors, payload a scalar string tensor."""
-  fields = [
+            sections):
+  """`pack` in TensorFlow ops: channels an int32 scalar, image_shape an
+  int32 [2] tensor, `sections` a sequence of pairs (scalar string tensor,
+  int32 shape tensor of static length 1..4), as a model's `compress`
+  returns them. The caller keeps sizes in the format's range (the SavedModel
+  codes one tile)."""
+  table, payloads = [], []
+  for data, shape in sections:
+    shape = tf.convert_to_tensor(shape, tf.int32)
+    rank = shape.shape[0]
+    table += [tf.constant(bytes([rank])),
+              _be_bytes(tf.pad(shape, [[0, MAX_RANK - rank]]), 2),
+              _be_bytes(tf.strings.length(data), 4)]
+    payloads.append(data)
+  body = tf.strings.join([
       tf.constant(MAGIC + bytes([VERSION])), _be_bytes(channels, 1),
       tf.constant(model_id), tf.constant(_architecture_field(architecture)),
-      _be_bytes(image_shape[0], 2), _be_bytes(image_shape[1], 2),
-      tf.constant(struct.pack(">HIB", tile_size, 1, 3)),
-      _be_bytes(latent_shape[0], 2), _be_bytes(latent_shape[1], 2),
-      tf.constant(struct.pack(">HH", latent_channels, 0)),
-      _be_bytes(tf.strings.length(payload), 4),
-      payload,
-  ]
-  body = tf.strings.join(fields)
+      _be_bytes(image_shape, 2),
+      tf.constant(struct.pack(">HI", tile_size, len(sections))),
+      *table, *payloads])
   return tf.strings.join([body, _be_bytes(adler32_tf(body), 4)])
 
 
-def _be_int(data, offset, size):
-  raw = tf.cast(tf.io.decode_raw(tf.strings.substr(data, offset, size),
-                                 tf.uint8), tf.int64)
+def _be_values(raw, size):
+  """The big-endian unsigned integers of the last axis (`size` bytes) of
+  uint8 or int64 `raw` [..., size], as int64 [...]."""
   shifts = tf.constant([8 * (size - 1 - i) for i in range(size)], tf.int64)
-  return tf.reduce_sum(tf.bitwise.left_shift(raw, shifts))
+  return tf.reduce_sum(tf.bitwise.left_shift(tf.cast(raw, tf.int64), shifts),
+                       axis=-1)
+
+
+def _substr(data, offset, size):
+  """Bytes [offset, offset + size) of scalar string `data` (ints or int64
+  tensors)."""
+  return tf.strings.substr(data, tf.cast(offset, tf.int64),
+                           tf.cast(size, tf.int64))
+
+
+def _be_int(data, offset, size):
+  return _be_values(tf.io.decode_raw(_substr(data, offset, size), tf.uint8),
+                    size)
 
 
 def _assert_bytes_equal(value, expected, message):
   return tf.debugging.Assert(tf.equal(value, tf.constant(expected)), [message])
 
 
-def unpack_tf(data, model_id, architecture, tile_size, latent_channels,
-              downsampling_factor):
-  """`unpack` in TensorFlow ops, for single-section version-2 files of one
-  tile: validates and returns (channels, image_shape, latent_shape, payload);
-  raises InvalidArgumentError with a message naming the problem."""
-  size = tf.strings.length(data)
-  checks = [
-      tf.debugging.assert_greater_equal(
-          size, OVERHEAD_SIZE, message="file is truncated"),
-  ]
-  with tf.control_dependencies(checks):
-    checks = [
-        _assert_bytes_equal(tf.strings.substr(data, 0, len(MAGIC)), MAGIC,
-                            "not a .balle file (magic bytes missing)"),
-        tf.debugging.assert_equal(
-            _be_int(data, 4, 1), tf.constant(VERSION, tf.int64),
-            message="unsupported format version"),
-        tf.debugging.assert_equal(
-            _be_int(data, 36, 4), tf.constant(1, tf.int64),
-            message="the SavedModel decodes single-tile files only"),
-    ]
-  with tf.control_dependencies(checks):
-    payload_size = tf.cast(_be_int(data, HEADER_SIZE + 9, 4), tf.int32)
-    checks = [
-        tf.debugging.assert_equal(
-            tf.cast(size, tf.int64),
-            OVERHEAD_SIZE + tf.cast(payload_size, tf.int64),
-            message="file is truncated or has trailing bytes"),
-    ]
-  with tf.control_dependencies(checks):
-    body = tf.strings.substr(data, 0, size - CHECKSUM_SIZE)
-    checksum = _be_int(data, size - CHECKSUM_SIZE, 4)
-  checks = [
-      tf.debugging.assert_equal(checksum, adler32_tf(body),
-                                message="file is corrupted: checksum mismatch"),
-      _assert_bytes_equal(tf.strings.substr(data, 6, 8), model_id,
-                          "file was made by a different model"),
-      _assert_bytes_equal(tf.strings.substr(data, 14, ARCHITECTURE_SIZE),
-                          _architecture_field(architecture),
-                          "file was made by another architecture"),
-      _assert_bytes_equal(
-          tf.strings.substr(data, 34, 2), struct.pack(">H", tile_size),
-          "file has another tile size than the SavedModel writes"),
-      _assert_bytes_equal(
-          tf.strings.substr(data, HEADER_SIZE, 1), b"\x03",
-          "section rank does not match the model"),
-      tf.debugging.assert_equal(
-          _be_int(data, HEADER_SIZE + 5, 4),
-          tf.constant(latent_channels << 16, tf.int64),
-          message="latent channel count does not match the model"),
-  ]
-  with tf.control_dependencies(checks):
+def unpack_tf(data, model_id, architecture, tile_size, section_shapes):
+  """`unpack` and the codec's model and section checks in TensorFlow ops,
+  for the version-2 files of one tile that a SavedModel reads: returns
+  (channels, image_shape, sections), an int32 scalar, int32 [2] and a tuple
+  of (scalar string, int32 shape) pairs as a model's `decompress` takes.
+
+  `section_shapes(height, width)`, called with int32 scalar tensors, gives
+  the shapes the tile's sections must have (the model's `section_shapes`).
+  Raises InvalidArgumentError naming the first problem found, in the order
+  of `unpack` and `codec.decompress_image`: magic, version, a section table
+  that does not fit the file, truncation, trailing bytes, checksum,
+  architecture, model id, channels, tile size, image size, section count,
+  each section's shape. Each check runs after the ones before it passed, so
+  it only reads bytes they have vouched for.
+  """
+  size = tf.cast(tf.strings.length(data), tf.int64)
+  check = tf.debugging.assert_greater_equal(
+      size, tf.constant(HEADER_SIZE + CHECKSUM_SIZE, tf.int64),
+      message="file is truncated")
+  with tf.control_dependencies([check]):
+    check = _assert_bytes_equal(_substr(data, 0, len(MAGIC)), MAGIC,
+                                "not a .balle file (magic bytes missing)")
+  with tf.control_dependencies([check]):
+    check = tf.debugging.assert_equal(
+        _be_int(data, 4, 1), tf.constant(VERSION, tf.int64),
+        message="unsupported format version")
+  with tf.control_dependencies([check]):
+    count = _be_int(data, 36, 4)
+    table_end = HEADER_SIZE + ENTRY_SIZE * count
+    check = tf.debugging.Assert(
+        tf.logical_and(count > 0, table_end + CHECKSUM_SIZE <= size),
+        ["file is truncated or corrupted: its section table does not fit "
+         "the file"])
+  with tf.control_dependencies([check]):
+    entries = tf.reshape(tf.io.decode_raw(
+        _substr(data, HEADER_SIZE, ENTRY_SIZE * count), tf.uint8),
+                         [-1, ENTRY_SIZE])
+    lengths = _be_values(entries[:, 1 + 2 * MAX_RANK:], 4)
+    body_size = table_end + tf.reduce_sum(lengths)
+    check = tf.debugging.assert_less_equal(
+        body_size + CHECKSUM_SIZE, size,
+        message="file is truncated: its section table announces more bytes "
+        "than the file holds")
+  with tf.control_dependencies([check]):
+    check = tf.debugging.assert_equal(
+        body_size + CHECKSUM_SIZE, size, message="file has trailing bytes")
+  with tf.control_dependencies([check]):
+    check = tf.debugging.assert_equal(
+        _be_int(data, body_size, CHECKSUM_SIZE),
+        adler32_tf(_substr(data, 0, body_size)),
+        message="file is corrupted: checksum mismatch")
+  for offset, expected, message in [
+      (14, _architecture_field(architecture),
+       "file was made by another architecture"),
+      (6, model_id, "file was made by a different model"),
+      (34, struct.pack(">H", tile_size),
+       "file has another tile size than the SavedModel writes")]:
+    with tf.control_dependencies([check]):
+      check = _assert_bytes_equal(
+          _substr(data, offset, len(expected)), expected, message)
+  with tf.control_dependencies([check]):
     channels = tf.cast(_be_int(data, 5, 1), tf.int32)
+    check = tf.debugging.Assert(
+        tf.logical_or(tf.equal(channels, 1), tf.equal(channels, 3)),
+        ["invalid channel count", channels])
+  with tf.control_dependencies([check]):
     image_shape = tf.cast(tf.stack([_be_int(data, 30, 2),
                                     _be_int(data, 32, 2)]), tf.int32)
-    latent_shape = tf.cast(tf.stack([_be_int(data, HEADER_SIZE + 1, 2),
-                                     _be_int(data, HEADER_SIZE + 3, 2)]),
-                           tf.int32)
-    payload = tf.strings.substr(data, OVERHEAD_SIZE - CHECKSUM_SIZE,
-                                payload_size)
-  checks = [
-      tf.debugging.assert_equal(
-          latent_shape, -(-image_shape // downsampling_factor),
-          message="latent shape does not match the image size"),
-      tf.debugging.assert_greater(tf.reduce_min(image_shape), 0,
-                                  message="invalid image size 0"),
-      tf.debugging.assert_less_equal(
-          tf.reduce_max(image_shape), tile_size,
-          message="the SavedModel decodes single-tile files only"),
-      tf.debugging.Assert(
-          tf.logical_or(tf.equal(channels, 1), tf.equal(channels, 3)),
-          ["invalid channel count", channels]),
-  ]
-  with tf.control_dependencies(checks):
-    return (tf.identity(channels), tf.identity(image_shape),
-            tf.identity(latent_shape), tf.identity(payload))
+    check = tf.debugging.assert_greater(tf.reduce_min(image_shape), 0,
+                                        message="invalid image size 0")
+  with tf.control_dependencies([check]):
+    check = tf.debugging.assert_less_equal(
+        tf.reduce_max(image_shape), tile_size,
+        message="the SavedModel decodes single-tile files only")
+  expected_shapes = section_shapes(image_shape[0], image_shape[1])
+  with tf.control_dependencies([check]):
+    check = tf.debugging.assert_equal(
+        count, tf.constant(len(expected_shapes), tf.int64),
+        message=f"section count is not the {len(expected_shapes)} of one "
+        f"{architecture} tile (the SavedModel decodes single-tile files "
+        "only)")
+  # Per section: rank and MAX_RANK dimensions (the unused ones 0).
+  ranks_and_dims = tf.concat([
+      tf.cast(entries[:, :1], tf.int64),
+      _be_values(tf.reshape(entries[:, 1:1 + 2 * MAX_RANK], [-1, MAX_RANK, 2]),
+                 2)], 1)
+  fields = []
+  for index, shape in enumerate(expected_shapes):
+    rank = len(shape)
+    fields.append(tf.cast(
+        tf.stack([rank, *shape, *[0] * (MAX_RANK - rank)]), tf.int64))
+    with tf.control_dependencies([check]):
+      check = tf.debugging.assert_equal(
+          ranks_and_dims[index], fields[-1],
+          message=f"section {index} shape does not match the image size and "
+          "the model")
+  starts = table_end + tf.cumsum(lengths, exclusive=True)
+  with tf.control_dependencies([check]):
+    return (tf.identity(channels), tf.identity(image_shape), tuple(
+        (_substr(data, starts[index], lengths[index]),
+         tf.cast(field[1:1 + len(shape)], tf.int32))
+        for index, (shape, field) in enumerate(zip(expected_shapes, fields))))

@@ -298,6 +298,22 @@ class ScaleHyperpriorModel(CompressionModel):
     return to_image_pixels(reconstruction, channels < self.config.channels,
                            self.config.channels)
 
+  def section_checks(self, sections):
+    """z's check, then y's, decoded with the indexes of the decoded z (as
+    `decompress` computes them)."""
+    (side_string, side_shape), (string, shape) = sections
+    side = self.side_entropy_model
+    hyper_latents_hat = range_coding.range_decode(side, side_string,
+                                                  side_shape)
+    indexes = self.coding_indexes(hyper_latents_hat,
+                                  [0, 0, shape[0], shape[1]])[0]
+    latents = range_coding.range_decode(self.entropy_model, string, shape,
+                                        indexes)
+    return [range_coding.check_range_code(side, hyper_latents_hat,
+                                          side_string),
+            range_coding.check_range_code(self.entropy_model, latents, string,
+                                          indexes)]
+
 
 class HyperpriorTileCoder(tiling.TileCoder):
   """bmshj2018 in tiles: two sections per tile, its z then its y.

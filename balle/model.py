@@ -160,6 +160,11 @@ class FactorizedPriorModel(CompressionModel):
     return to_image_pixels(reconstruction, channels < self.config.channels,
                            self.config.channels)
 
+  def section_checks(self, sections):
+    (string, shape), = sections
+    latents = range_coding.range_decode(self.entropy_model, string, shape)
+    return [range_coding.check_range_code(self.entropy_model, latents, string)]
+
 
 class FactorizedTileCoder(tiling.TileCoder):
   """bls2017 in tiles: one section per tile, its latents, computed by g_a on

@@ -86,26 +86,36 @@ def decode_section(entropy_model, section, index, indexes=None):
   return values
 
 
-def range_decode(entropy_model, data, shape):
-  """`entropy_model.decompress` (a ContinuousBatchedEntropyModel) of one
-  string (a scalar string tensor) into latents of `shape` [h, w, N], with
-  the padding above and without tfc's sanity check: callers check that the
-  latents re-encode to `data` (`check_range_code`). In TensorFlow ops, for
-  the SavedModel's one tile; `decode_section` is the same in slices."""
-  values = tf.reduce_prod(tf.cast(shape, tf.int64))
+def range_decode(entropy_model, data, shape, indexes=None):
+  """`entropy_model.decompress` of one string (a scalar string tensor) into
+  values [1, h, w, C] for `shape` [h, w, C], batched (indexes None) or
+  indexed (`indexes`, int32 [h, w, C]), with the padding above and without
+  tfc's sanity check: callers check that the values re-encode to `data`
+  (`check_range_code`). In TensorFlow ops, for the SavedModel's one tile;
+  `decode_section` is the same in slices."""
+  count = tf.reduce_prod(tf.cast(shape, tf.int64))
   padded = tf.strings.join([
       data, tf.constant(bytes(_ZERO_PADDING_BYTES)),
-      tf.strings.reduce_join(tf.fill([_ONE_BITS_BYTES_PER_VALUE * values],
+      tf.strings.reduce_join(tf.fill([_ONE_BITS_BYTES_PER_VALUE * count],
                                      tf.constant(b"\xff")))])
   handle = tfc.create_range_decoder(padded[None], entropy_model.cdf)
-  _, symbols = tfc.entropy_decode_channel(
-      handle, tf.cast(shape, tf.int32), entropy_model.cdf_offset.dtype)
-  latents = tf.cast(symbols + entropy_model.cdf_offset,
-                    entropy_model.bottleneck_dtype)
-  offset = entropy_model.quantization_offset
-  return latents if offset is None else latents + offset
+  shape = tf.cast(shape, tf.int32)
+  cdf_offset = entropy_model.cdf_offset
+  if indexes is None:
+    _, symbols = tfc.entropy_decode_channel(handle, shape, cdf_offset.dtype)
+    symbols += cdf_offset
+  else:
+    _, symbols = tfc.entropy_decode_index(handle, indexes[None], shape,
+                                          cdf_offset.dtype)
+    symbols += tf.gather(cdf_offset, indexes[None])
+  values = tf.cast(symbols, entropy_model.bottleneck_dtype)
+  offset = getattr(entropy_model, "quantization_offset", None)
+  return values if offset is None else values + offset
 
 
-def check_range_code(entropy_model, latents, data):
-  """A bool tensor: is `data` exactly the range coding of `latents`?"""
-  return tf.equal(entropy_model.compress(latents)[0], data)
+def check_range_code(entropy_model, values, data, indexes=None):
+  """A bool tensor: is `data` exactly the range coding of `values` [1, h, w,
+  C] (with `indexes` [h, w, C] for an indexed model)?"""
+  if indexes is None:
+    return tf.equal(entropy_model.compress(values)[0], data)
+  return tf.equal(entropy_model.compress(values, indexes[None])[0], data)

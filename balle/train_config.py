@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from balle.compression_model import ModelConfig
 from balle.compression_model import setting
+from balle.input_pipeline import PIPELINES as INPUT_PIPELINES
 
 LR_SCHEDULES = ("constant", "steps", "plateau")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
@@ -51,6 +52,14 @@ class TrainConfig:
                               repeated=True)
   patchsize: int = setting(128, "Side of the random training crops in px.")
   batchsize: int = setting(8, "Patches per step.")
+  input_pipeline: str = setting(
+      "auto", "Training images decoded once into memory (memory), or "
+      "decoded from the files as tf.data streams patches (stream); auto: in "
+      "memory if their decoded pixels fit in --memory_budget_gib.",
+      choices=INPUT_PIPELINES)
+  memory_budget_gib: float = setting(
+      2.0, "Largest decoded size in GiB (2^30 bytes, from the image "
+      "headers) of training images held in memory (--input_pipeline=auto).")
   max_steps: int = setting(100_000, "Step budget.")
   max_time_s: float = setting(0.0, "Training wall-time budget in seconds, "
                               "summed over resumed sessions (0: none).")
@@ -136,6 +145,10 @@ class TrainConfig:
       raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}")
     if self.decoder_latents not in DECODER_LATENTS:
       raise ValueError(f"decoder_latents must be one of {DECODER_LATENTS}")
+    if self.input_pipeline not in INPUT_PIPELINES:
+      raise ValueError(f"input_pipeline must be one of {INPUT_PIPELINES}")
+    if self.memory_budget_gib < 0:
+      raise ValueError("memory_budget_gib must be >= 0")
     if self.lr_schedule == "steps":
       if len(self.lr_boundaries) != len(self.lr_values):
         raise ValueError("lr_boundaries and lr_values need the same length")

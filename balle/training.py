@@ -48,6 +48,7 @@ import tensorflow as tf
 
 from balle import codec
 from balle import data
+from balle import input_pipeline
 from balle import metrics
 from balle.safe_write import write_file_atomic
 from balle.schedules import DivergenceGuard
@@ -78,13 +79,15 @@ def train(config, on_step=None):
   trainer = Trainer(config)
   trainer.restore_or_initialize()
   if not budget_used_up(config, int(trainer.step), float(trainer.elapsed_s)):
-    sampler, validation = data.training_data(
+    sampler, validation = input_pipeline.training_data(
         config.train_glob, config.patchsize, config.batchsize,
         trainer.model.downsampling_factor, config.num_validation,
         seed=(config.seed, int(trainer.step)),
         channels=config.model.channels,
         validation_patterns=config.validation_glob,
-        random_downsample=config.random_downsample)
+        random_downsample=config.random_downsample,
+        pipeline=config.input_pipeline,
+        memory_budget_gib=config.memory_budget_gib)
     try:
       _train_with_rollbacks(trainer, sampler, validation, on_step)
     except _Stop:

@@ -1,14 +1,18 @@
-"""Shared fixtures: a tiny frozen model, small generated images, a fake
-finished training run."""
+"""Shared fixtures: tiny frozen models of both families, small generated
+images, a fake finished training run."""
 
 import json
 import os
 import shutil
+import struct
+import zlib
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 
+from balle.hyperprior import ScaleHyperpriorModel
 from balle.model import FactorizedPriorModel, ModelConfig
 
 
@@ -25,20 +29,58 @@ def smooth_image(height, width, channels=3, seed=0):
   return np.clip(np.stack(planes, -1), 0, 255).astype(np.uint8)
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-  """Folder of a frozen, untrained RGB model with 8 filters."""
-  directory = str(tmp_path_factory.mktemp("tiny_model"))
-  model = FactorizedPriorModel(ModelConfig(num_filters=8, lmbda=0.01,
-                                           name="tiny"))
+def write_noise_image(path, height, width, seed=0, mode="RGB"):
+  """Writes a uint8 image of uniform noise, RGB or gray ("L"), to `path`
+  (format by suffix); returns the path as a string."""
+  rng = np.random.default_rng(seed)
+  shape = (height, width, 3) if mode == "RGB" else (height, width)
+  Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(path)
+  return str(path)
+
+
+def recheck(data):
+  """File bytes `data` with their checksum recomputed: what a forger does."""
+  return data[:-4] + struct.pack(">I", zlib.adler32(data[:-4]))
+
+
+def _frozen_model_dir(tmp_path_factory, name, model):
+  """A new folder `name` holding `model`, frozen for coding."""
+  directory = str(tmp_path_factory.mktemp(name))
   model.freeze_for_coding()
   model.save(directory)
   return directory
 
 
 @pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+  """Folder of a frozen, untrained RGB model with 8 filters."""
+  return _frozen_model_dir(tmp_path_factory, "tiny_model", FactorizedPriorModel(
+      ModelConfig(num_filters=8, lmbda=0.01, name="tiny")))
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir):
   return FactorizedPriorModel.load(tiny_model_dir)
+
+
+def tiny_hyperprior_config(**kwargs):
+  """A small bmshj2018 configuration: N = 8, M = 12."""
+  return ModelConfig(**{"architecture": "bmshj2018", "num_filters": 8,
+                        "latent_channels": 12, "lmbda": 0.01, **kwargs})
+
+
+@pytest.fixture(scope="session")
+def hyper_model_dir(tmp_path_factory):
+  """Folder of a frozen, untrained bmshj2018 model, N = 8, M = 12."""
+  tf.random.set_seed(1)
+  return _frozen_model_dir(tmp_path_factory, "tiny_hyperprior",
+                           ScaleHyperpriorModel(
+                               tiny_hyperprior_config(name="tiny-hyper")))
+
+
+@pytest.fixture(scope="session")
+def hyper_model(hyper_model_dir):
+  return ScaleHyperpriorModel.load(hyper_model_dir)
 
 
 def fake_leg(leg_dir, model_dir, steps, losses):

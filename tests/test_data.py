@@ -1,25 +1,18 @@
-"""Tests of the training input pipeline (balle/data.py)."""
+"""Tests of image files into arrays and patches in memory (balle/data.py)."""
 
 import numpy as np
-from PIL import Image
 import pytest
 import tensorflow as tf
 
 from balle import data
-
-
-def _write(path, height, width, seed=0, mode="RGB"):
-  rng = np.random.default_rng(seed)
-  shape = (height, width, 3) if mode == "RGB" else (height, width)
-  Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(path)
-  return str(path)
+from conftest import write_noise_image
 
 
 def test_expand_patterns_folders_globs_and_commas(tmp_path):
   (tmp_path / "a").mkdir()
   (tmp_path / "b").mkdir()
-  png = _write(tmp_path / "a" / "x.png", 8, 8)
-  jpg = _write(tmp_path / "b" / "y.jpg", 8, 8)
+  png = write_noise_image(tmp_path / "a" / "x.png", 8, 8)
+  jpg = write_noise_image(tmp_path / "b" / "y.jpg", 8, 8)
   (tmp_path / "a" / "notes.txt").write_text("not an image")
   assert data.expand_patterns(str(tmp_path / "a")) == [png]
   assert data.expand_patterns(
@@ -43,11 +36,12 @@ def test_validation_split_depends_only_on_names():
 
 def test_pinned_validation_images_leave_training(tmp_path):
   (tmp_path / "train").mkdir()
-  files = [_write(tmp_path / "train" / f"{i}.png", 8, 8) for i in range(4)]
+  files = [write_noise_image(tmp_path / "train" / f"{i}.png", 8, 8)
+           for i in range(4)]
   pinned = f"{files[1]},{files[3]}"
   train, held_out = data.split_validation(files, 2, [pinned])
   assert held_out == [files[1], files[3]] and train == [files[0], files[2]]
-  more = files + [_write(tmp_path / "extra.png", 8, 8)]
+  more = files + [write_noise_image(tmp_path / "extra.png", 8, 8)]
   assert data.split_validation(more, 2, [pinned])[1] == held_out
   with pytest.raises(FileNotFoundError, match="validation"):
     data.split_validation(files, 2, [str(tmp_path / "none*.png")])
@@ -63,8 +57,8 @@ def test_expand_patterns_takes_every_image_suffix(tmp_path):
 
 
 def test_load_images_channels(tmp_path):
-  files = [_write(tmp_path / "gray.png", 6, 5, mode="L"),
-           _write(tmp_path / "rgb.png", 6, 5)]
+  files = [write_noise_image(tmp_path / "gray.png", 6, 5, mode="L"),
+           write_noise_image(tmp_path / "rgb.png", 6, 5)]
   for channels, shapes in ((3, [(6, 5, 3)] * 2), (1, [(6, 5, 1)] * 2),
                            (None, [(6, 5, 1), (6, 5, 3)])):
     images, _ = data.load_images(files, channels=channels)
@@ -72,9 +66,9 @@ def test_load_images_channels(tmp_path):
 
 
 def test_small_images_are_skipped_and_counted(tmp_path):
-  files = [_write(tmp_path / "big.png", 40, 50),
-           _write(tmp_path / "narrow.png", 40, 20),
-           _write(tmp_path / "gray.png", 33, 32, mode="L")]
+  files = [write_noise_image(tmp_path / "big.png", 40, 50),
+           write_noise_image(tmp_path / "narrow.png", 40, 20),
+           write_noise_image(tmp_path / "gray.png", 33, 32, mode="L")]
   images, num_skipped = data.load_images(files, min_size=32)
   assert num_skipped == 1
   assert [a.shape for a in images] == [(40, 50, 3), (33, 32, 3)]
@@ -115,20 +109,40 @@ def test_sampler_is_reproducible_and_rejects_small_images():
     data.PatchSampler([], 8, 4)
 
 
-def test_dataset_and_training_data(tmp_path):
-  for i in range(5):
-    _write(tmp_path / f"img_{i}.png", 24 + 4 * i, 30, seed=i)
-  sampler, validation = data.training_data(
-      [str(tmp_path)], patchsize=28, batchsize=3, multiple=16,
-      num_validation=1)
-  assert len(validation) == 1
-  assert all(a.shape[0] % 16 == a.shape[1] % 16 == 0 for a in validation)
-  # 4 training images, those of height 24 (and possibly the held-out one)
-  # are smaller than 28.
-  assert all(min(a.shape[:2]) >= 28 for a in sampler.images)
-  batch = next(iter(sampler.dataset()))
+def test_sampler_dataset_gives_float_batches():
+  images = [np.random.default_rng(0).integers(0, 256, (30, 40, 3), np.uint8)]
+  batch = next(iter(data.PatchSampler(images, 28, 3).dataset()))
   assert batch.dtype == tf.float32 and batch.shape == (3, 28, 28, 3)
   assert 0 <= float(tf.reduce_min(batch)) and float(tf.reduce_max(batch)) <= 255
+  context = tf.distribute.InputContext(num_input_pipelines=2,
+                                       input_pipeline_id=1,
+                                       num_replicas_in_sync=3)
+  per_replica = data.PatchSampler(images, 28, 6).dataset(input_context=context)
+  assert next(iter(per_replica)).shape == (2, 28, 28, 3)
+
+
+def test_unreadable_files_raise_or_are_skipped_with_a_warning(tmp_path,
+                                                              caplog):
+  good = write_noise_image(tmp_path / "good.png", 20, 20)
+  broken = tmp_path / "broken.png"
+  broken.write_bytes(open(good, "rb").read()[:60])
+  with pytest.raises(ValueError, match="broken.png"):
+    data.load_images([good, str(broken)])
+  images, num_skipped = data.load_images([good, str(broken)],
+                                         skip_unreadable=True)
+  assert len(images) == 1 and num_skipped == 1
+  assert "broken.png" in caplog.text
+
+
+def test_shards_are_disjoint_and_cover_the_files():
+  files = [f"{i}.png" for i in range(10)]
+  shards = [data.shard_files(files, 3, i) for i in range(3)]
+  assert sorted(sum(shards, [])) == sorted(files)
+  assert not set(shards[0]) & set(shards[1])
+  with pytest.raises(ValueError):
+    data.shard_files(files, 3, 3)
+  with pytest.raises(ValueError, match="none"):
+    data.shard_files(files[:2], 3, 2)
 
 
 def test_crop_to_multiple():

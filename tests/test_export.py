@@ -1,5 +1,7 @@
-"""The SavedModel works in a plain TensorFlow program without `balle`."""
+"""The SavedModel works in a plain TensorFlow program without `balle`, for
+both model families (bls2017: one section per tile, bmshj2018: two)."""
 
+import json
 import subprocess
 import sys
 
@@ -8,11 +10,13 @@ import pytest
 
 from balle import codec, file_format
 from balle.export import export_saved_model
-from conftest import smooth_image
+from conftest import recheck, smooth_image
 
 # Runs with `balle` made unimportable: only tensorflow and tfc are available.
+# argv: the SavedModel, then the images to code; rejected.json names the
+# files it must refuse and the messages, one of which it must give.
 _PLAIN_CLIENT = """
-import sys
+import json, sys
 sys.modules["balle"] = None
 try:
   import balle
@@ -28,23 +32,14 @@ for name in sys.argv[2:]:
   open(name + ".saved_model.balle", "wb").write(data)
   decoded = codec.decompress(tf.constant(data)).numpy()
   np.save(name + ".saved_model.npy", decoded)
-  served = tf.saved_model.load(sys.argv[1]).signatures["decompress"](
-      data=tf.constant(data))
+  served = codec.signatures["decompress"](data=tf.constant(data))
   assert np.array_equal(list(served.values())[0].numpy(), decoded)
-damaged = bytearray(data)
-damaged[len(damaged) // 2] ^= 4
-try:
-  codec.decompress(tf.constant(bytes(damaged)))
-  raise SystemExit("damaged file was decoded")
-except tf.errors.InvalidArgumentError as error:
-  assert "checksum" in error.message, error.message
-# Forged by the test: a valid file's payload replaced, checksum recomputed.
-try:
-  codec.decompress(tf.constant(open("forged.balle", "rb").read()))
-  raise SystemExit("forged file was decoded")
-except tf.errors.InvalidArgumentError as error:
-  assert ("not a range coding" in error.message  # re-encoding differs
-          or "Sanity check" in error.message), error.message  # tfc's check
+for name, messages in json.load(open("rejected.json")).items():
+  try:
+    codec.decompress(tf.constant(open(name, "rb").read()))
+    raise SystemExit(name + " was decoded")
+  except tf.errors.InvalidArgumentError as error:
+    assert any(m in error.message for m in messages), (name, error.message)
 try:
   codec.compress(tf.zeros([1025, 3, 3], tf.uint8))
   raise SystemExit("a two-tile image was coded")
@@ -53,20 +48,74 @@ except tf.errors.InvalidArgumentError as error:
 print("ok")
 """
 
+# Each family's tiny model (conftest) and the other family's.
+_FAMILIES = {"tiny_model": "hyper_model", "hyper_model": "tiny_model"}
 
-def test_plain_tensorflow_client_is_bit_identical(tiny_model, tmp_path):
-  saved_model = str(tmp_path / "saved_model")
-  export_saved_model(tiny_model, saved_model)
+
+@pytest.fixture(scope="module", params=sorted(_FAMILIES))
+def exported(request, tmp_path_factory):
+  """(model, the other family's model, its SavedModel folder), exported
+  once for the tests of this module."""
+  model = request.getfixturevalue(request.param)
+  other = request.getfixturevalue(_FAMILIES[request.param])
+  directory = str(tmp_path_factory.mktemp("export") / model.ARCHITECTURE)
+  export_saved_model(model, directory)
+  return model, other, directory
+
+
+def _with_entry_length(data, index, extra):
+  """`data` with section `index`'s table entry claiming `extra` more bytes
+  (the checksum recomputed)."""
+  offset = (file_format.HEADER_SIZE + (index + 1) * file_format.ENTRY_SIZE -
+            4)
+  length = int.from_bytes(data[offset:offset + 4], "big") + extra
+  return recheck(data[:offset] + length.to_bytes(4, "big") +
+                 data[offset + 4:])
+
+
+def _rejected_files(model, other, image):
+  """{file name: (bytes, the messages one of which decompress must give)}
+  of forged, damaged and foreign files for the SavedModel of `model`."""
+  data = codec.compress_image(model, image)
+  header, sections = file_format.unpack(data)
+  damaged = bytearray(data)
+  damaged[-file_format.CHECKSUM_SIZE - 1] ^= 4  # the last section's
+  files = {
+      "damaged.balle": (bytes(damaged), ["checksum"]),
+      "foreign.balle": (codec.compress_image(other, image),
+                        ["another architecture"]),
+      "extra_section.balle": (file_format.pack(header, sections * 2),
+                              ["section count"]),
+      "claims_more.balle": (_with_entry_length(data, len(sections) - 1, 1),
+                            ["announces more bytes"]),
+  }
+  for index, section in enumerate(sections):
+    # A valid file but for section `index`, which is not a range code.
+    forged = list(sections)
+    forged[index] = file_format.Section(section.shape, section.data * 2)
+    files[f"forged_{index}.balle"] = (
+        file_format.pack(header, forged),
+        [f"section {index} is not a range coding"])
+  return files
+
+
+def test_export_refuses_to_overwrite(exported):
+  model, _, directory = exported
   with pytest.raises(FileExistsError):
-    export_saved_model(tiny_model, saved_model)
+    export_saved_model(model, directory)
+
+
+def test_plain_tensorflow_client_is_bit_identical(exported, tmp_path):
+  model, other, saved_model = exported
   images = {"rgb": smooth_image(37, 50), "gray": smooth_image(20, 17, 1),
             "dot": smooth_image(1, 1)}
   for name, image in images.items():
     np.save(tmp_path / f"{name}.npy", image)
-  header, (section,) = file_format.unpack(
-      codec.compress_image(tiny_model, images["rgb"]))
-  (tmp_path / "forged.balle").write_bytes(file_format.pack(
-      header, [file_format.Section(section.shape, section.data * 2)]))
+  rejected = _rejected_files(model, other, images["rgb"])
+  for name, (data, _) in rejected.items():
+    (tmp_path / name).write_bytes(data)
+  (tmp_path / "rejected.json").write_text(json.dumps(
+      {name: messages for name, (_, messages) in rejected.items()}))
   result = subprocess.run(
       [sys.executable, "-c", _PLAIN_CLIENT, saved_model]
       + [str(tmp_path / name) for name in images],
@@ -75,7 +124,7 @@ def test_plain_tensorflow_client_is_bit_identical(tiny_model, tmp_path):
   assert result.stdout.strip().endswith("ok")
   for name, image in images.items():
     data = (tmp_path / f"{name}.saved_model.balle").read_bytes()
-    assert data == codec.compress_image(tiny_model, image)
+    assert data == codec.compress_image(model, image)
     np.testing.assert_array_equal(
         np.load(tmp_path / f"{name}.saved_model.npy"),
-        codec.decompress_image(data, tiny_model))
+        codec.decompress_image(data, model))

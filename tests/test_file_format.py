@@ -6,16 +6,12 @@ import tensorflow as tf
 
 from balle import file_format
 from balle.file_format import FormatError, Header, Section
+from conftest import recheck
 
 HEADER = Header(channels=3, model_id=bytes(range(8)), height=33, width=70,
                 tile_size=1024)
 PAYLOAD = b"\x01\x02range-coded\xff" * 3
 SECTIONS = [Section((3, 5, 192), PAYLOAD)]
-
-
-def _recheck(data):
-  """`data` with its checksum recomputed: what a forger would do."""
-  return data[:-4] + struct.pack(">I", zlib.adler32(data[:-4]))
 
 
 def test_round_trip_and_overhead():
@@ -89,7 +85,7 @@ def test_forged_fields_are_rejected_despite_a_valid_checksum(offset, value,
   data = bytearray(file_format.pack(HEADER, SECTIONS))
   data[offset:offset + len(value)] = value
   with pytest.raises(FormatError, match=message):
-    file_format.unpack(_recheck(bytes(data)))
+    file_format.unpack(recheck(bytes(data)))
 
 
 def test_pixel_limit_is_checked_before_the_body():
@@ -130,29 +126,47 @@ def test_pack_refuses_what_the_format_cannot_hold():
     file_format.pack(HEADER, [])
 
 
-def _pack_tf(header, section):
+# A one-tile file of two sections, as the scale hyperprior writes it (N = 8,
+# M = 12), and the shapes its model gives an H x W tile.
+TWO_SECTIONS = [Section((1, 2, 8), b"z" * 7), Section((3, 5, 12), PAYLOAD)]
+
+
+def _two_section_shapes(height, width):
+  return [(-(-height // 64), -(-width // 64), 8),
+          (-(-height // 16), -(-width // 16), 12)]
+
+
+def _pack_tf(header, sections):
   return file_format.pack_tf(
       tf.constant(header.channels), header.model_id, header.architecture,
       tf.constant([header.height, header.width]), header.tile_size,
-      tf.constant(section.shape[:2]), section.shape[2],
-      tf.constant(section.data)).numpy()
+      [(tf.constant(s.data), tf.constant(s.shape)) for s in sections]).numpy()
+
+
+def _unpack_tf(data, model_id=HEADER.model_id, architecture="bls2017",
+               section_shapes=_two_section_shapes):
+  """`unpack_tf` traced into a graph, as the SavedModel runs it."""
+  return tf.function(lambda data: file_format.unpack_tf(
+      data, model_id, architecture, 1024, section_shapes))(tf.constant(data))
 
 
 def test_tensorflow_twin_writes_the_same_bytes():
-  for header, section in [
-      (HEADER, SECTIONS[0]),
-      (Header(1, b"\xff" * 8, 1, 1, 1024), Section((1, 1, 8), b"")),
-      (Header(3, b"abcdefgh", 1000, 1024, 1024),
-       Section((63, 64, 128), bytes(range(256)) * 40))]:
-    expected = file_format.pack(header, [section])
-    assert _pack_tf(header, section) == expected
-    channels, image_shape, latent_shape, unpacked = file_format.unpack_tf(
-        tf.constant(expected), header.model_id, "bls2017", 1024,
-        section.shape[2], 16)
+  for header, sections in [
+      (HEADER, SECTIONS),
+      (HEADER, TWO_SECTIONS),
+      (Header(1, b"\xff" * 8, 1, 1, 1024), [Section((1, 1, 8), b"")]),
+      (Header(3, b"abcdefgh", 1000, 1024, 1024, "bmshj2018"),
+       [Section((63, 64, 128), bytes(range(256)) * 40),
+        Section((7,), b"rank 1"), Section((1, 2, 3, 4), b"rank 4")])]:
+    expected = file_format.pack(header, sections)
+    assert _pack_tf(header, sections) == expected
+    channels, image_shape, unpacked = _unpack_tf(
+        expected, header.model_id, header.architecture,
+        lambda height, width, sections=sections: [s.shape for s in sections])
     assert int(channels) == header.channels
     assert list(image_shape.numpy()) == [header.height, header.width]
-    assert list(latent_shape.numpy()) == list(section.shape[:2])
-    assert unpacked.numpy() == section.data
+    assert [Section(tuple(shape.numpy()), data.numpy())
+            for data, shape in unpacked] == sections
 
 
 def test_adler32_closed_form_matches_zlib():
@@ -160,28 +174,42 @@ def test_adler32_closed_form_matches_zlib():
     assert int(file_format.adler32_tf(tf.constant(data))) == zlib.adler32(data)
 
 
+def _forge(offset, value):
+  """Bytes at `offset` replaced by `value`, the checksum recomputed."""
+  return lambda d: recheck(d[:offset] + value + d[offset + len(value):])
+
+
 @pytest.mark.parametrize("mangle,message", [
+    (lambda d: d[:20], "truncated"),
     (lambda d: d[:-1], "truncated"),
-    (lambda d: d[:60] + bytes([d[60] ^ 0x10]) + d[61:], "checksum"),
+    (lambda d: d + b"\x00", "trailing bytes"),
+    (lambda d: d[:70] + bytes([d[70] ^ 0x10]) + d[71:], "checksum"),
     (lambda d: b"JUNK" + d[4:], "magic"),
-    (lambda d: _recheck(d[:4] + b"\x01" + d[5:]), "version"),
-    (lambda d: _recheck(d[:14] + b"x" + d[15:]), "architecture"),
-    (lambda d: _recheck(d[:34] + b"\x02\x00" + d[36:]), "tile size"),
-    (lambda d: _recheck(d[:30] + b"\x08\x00" + d[32:]), "latent shape"),
+    (_forge(4, b"\x01"), "version"),
+    (_forge(36, b"\x7f\xff\xff\xff"), "section table does not fit"),
+    (_forge(36, b"\x00\x00\x00\x00"), "section table does not fit"),
+    (_forge(40 + 13 + 9, b"\x7f\xff\xff\xff"), "announces more bytes"),
+    (_forge(14, b"x"), "architecture"),
+    (_forge(5, b"\x02"), "channel count"),
+    (_forge(34, b"\x02\x00"), "tile size"),
+    (_forge(30, b"\x00\x00"), "image size 0"),
+    (_forge(30, b"\x08\x00"), "single-tile"),
+    (_forge(30, b"\x00\xc8"), "section 0 shape"),  # 200 rows: 4 z rows
+    (_forge(40 + 13, b"\x02"), "section 1 shape"),  # rank 2
+    (_forge(40 + 13 + 7, b"\x00\x01"), "section 1 shape"),  # a 4th dim
 ])
 def test_tensorflow_twin_rejects_damage(mangle, message):
-  data = file_format.pack(HEADER, SECTIONS)
+  data = file_format.pack(HEADER, TWO_SECTIONS)
   with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-    file_format.unpack_tf(tf.constant(mangle(data)), HEADER.model_id,
-                          "bls2017", 1024, 192, 16)
+    _unpack_tf(mangle(data))
 
 
-def test_tensorflow_twin_rejects_other_model_and_several_tiles():
-  data = file_format.pack(HEADER, SECTIONS)
+def test_tensorflow_twin_rejects_other_model_and_section_counts():
+  data = file_format.pack(HEADER, TWO_SECTIONS)
   with pytest.raises(tf.errors.InvalidArgumentError, match="different model"):
-    file_format.unpack_tf(tf.constant(data), b"\x00" * 8, "bls2017", 1024,
-                          192, 16)
-  data = file_format.pack(HEADER, SECTIONS * 2)
-  with pytest.raises(tf.errors.InvalidArgumentError, match="single-tile"):
-    file_format.unpack_tf(tf.constant(data), HEADER.model_id, "bls2017",
-                          1024, 192, 16)
+    _unpack_tf(data, model_id=b"\x00" * 8)
+  for sections in (TWO_SECTIONS[:1], TWO_SECTIONS * 2):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="section count is not the 2 of one bls2017 "
+                       "tile .*single-tile"):
+      _unpack_tf(file_format.pack(HEADER, sections))

@@ -11,28 +11,7 @@ from balle import cli, codec, compression_model, file_format
 from balle.file_format import FormatError
 from balle.hyperprior import HyperpriorTileCoder, ScaleHyperpriorModel
 from balle.model import ModelConfig
-from conftest import smooth_image
-
-
-def tiny_config(**kwargs):
-  return ModelConfig(**{"architecture": "bmshj2018", "num_filters": 8,
-                        "latent_channels": 12, "lmbda": 0.01, **kwargs})
-
-
-@pytest.fixture(scope="module")
-def hyper_model_dir(tmp_path_factory):
-  """Folder of a frozen, untrained bmshj2018 model, N = 8, M = 12."""
-  directory = str(tmp_path_factory.mktemp("tiny_hyperprior"))
-  tf.random.set_seed(1)
-  model = ScaleHyperpriorModel(tiny_config(name="tiny-hyper"))
-  model.freeze_for_coding()
-  model.save(directory)
-  return directory
-
-
-@pytest.fixture(scope="module")
-def hyper_model(hyper_model_dir):
-  return compression_model.load_model(hyper_model_dir)
+from conftest import smooth_image, tiny_hyperprior_config
 
 
 def test_architecture_is_registered():
@@ -47,7 +26,7 @@ def test_architecture_is_registered():
 
 def test_loss_is_rate_of_y_and_z_plus_lambda_times_mse():
   tf.random.set_seed(0)
-  model = ScaleHyperpriorModel(tiny_config(lmbda=0.05))
+  model = ScaleHyperpriorModel(tiny_hyperprior_config(lmbda=0.05))
   image = smooth_image(64, 128)
   images = tf.constant(image[None].astype(np.float32))
   bpp, mse_255, loss = model.rate_distortion(images, training=True)
@@ -73,7 +52,7 @@ def test_loss_is_rate_of_y_and_z_plus_lambda_times_mse():
 
 def test_straight_through_decodes_rounded_latents_with_gradients():
   tf.random.set_seed(0)
-  model = ScaleHyperpriorModel(tiny_config(lmbda=0.05))
+  model = ScaleHyperpriorModel(tiny_hyperprior_config(lmbda=0.05))
   images = tf.constant(smooth_image(64, 64)[None].astype(np.float32))
   _, rounded_mse, _ = model.rate_distortion(images, training=False)
   with tf.GradientTape() as tape:
@@ -90,8 +69,9 @@ def test_rate_estimate_matches_coded_bits():
   """Train briefly, then compare the ideal code length of the rounded y and
   z and the noisy training rate with the two range-coded sections."""
   tf.random.set_seed(0)
-  model = ScaleHyperpriorModel(tiny_config(num_filters=16, latent_channels=24,
-                                           lmbda=1.0))
+  model = ScaleHyperpriorModel(tiny_hyperprior_config(num_filters=16,
+                                                      latent_channels=24,
+                                                      lmbda=1.0))
   image = smooth_image(128, 128)
   images = tf.constant(image[None].astype(np.float32))
   optimizer = tf.keras.optimizers.Adam(3e-3)
@@ -131,8 +111,8 @@ def test_round_trip_any_size_and_gray(hyper_model):
 
 def test_save_load_keeps_the_model_id(hyper_model, tmp_path):
   assert isinstance(hyper_model, ScaleHyperpriorModel)
-  assert hyper_model.config == tiny_config(name="tiny-hyper")
-  model = ScaleHyperpriorModel(tiny_config(lmbda=0.02))
+  assert hyper_model.config == tiny_hyperprior_config(name="tiny-hyper")
+  model = ScaleHyperpriorModel(tiny_hyperprior_config(lmbda=0.02))
   model.freeze_for_coding()
   model.save(str(tmp_path / "exact"))
   loaded = compression_model.load_model(str(tmp_path / "exact"))

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 
@@ -271,8 +272,11 @@ def test_warm_start_widens_a_narrower_model(tmp_path, image_dir):
                      ).restore_or_initialize()
 
 
-def test_finalize_only_freezes_an_unfinished_run(tmp_path, image_dir):
-  config = _config(tmp_path, image_dir, max_steps=100)
+def test_finalize_only_freezes_an_unfinished_run(tmp_path, image_dir,
+                                                 caplog):
+  # Trained on patches streamed from the files (a budget of 0 GiB).
+  caplog.set_level(logging.INFO, logger="absl")
+  config = _config(tmp_path, image_dir, max_steps=100, memory_budget_gib=0.0)
 
   def stop_at_step_3(trainer):
     if int(trainer.step) == 3:
@@ -280,6 +284,7 @@ def test_finalize_only_freezes_an_unfinished_run(tmp_path, image_dir):
 
   with pytest.raises(_Interrupt):
     training.train(config, on_step=stop_at_step_3)
+  assert "streamed from the files" in caplog.text
   recipe = training.finalize_only(config)
   assert recipe["steps"] == 3
   FactorizedPriorModel.load(config.final_dir)
