@@ -200,6 +200,52 @@ def load_model(name_or_directory):
   return pretrained.resolve(name_or_directory)
 
 
+def models_by_family(model_names):
+  """{architecture: [names in the order given]} of model names/folders."""
+  by_family = {}
+  for name in model_names:
+    by_family.setdefault(pretrained.architecture_of(name), []).append(name)
+  return by_family
+
+
+def evaluate_families(model_names, images, output_dir, labels,
+                      image_set="", one_label=False):
+  """evaluate_models once per model family (architecture) of `model_names`,
+  the curve of family F labelled labels[F]: into `output_dir` itself when
+  all are of one family, else into output_dir/F/ for each. Returns the
+  written paths. `one_label`: the labels are one name, so the models must
+  be of one family."""
+  by_family = models_by_family(model_names)
+  if one_label and len(by_family) > 1:
+    raise ValueError(f"one curve label for models of {len(by_family)} "
+                     f"families ({', '.join(by_family)}): drop --label, or "
+                     "evaluate each family on its own")
+  unknown = sorted(set(by_family) - set(labels))
+  if unknown:
+    raise ValueError(f"no curve label for model family {unknown[0]!r}")
+  written = []
+  for family, names in by_family.items():
+    folder = (output_dir if len(by_family) == 1
+              else os.path.join(output_dir, family))
+    written += evaluate_models(names, images, folder, labels[family],
+                               image_set)
+  return written
+
+
+def spread_per_family(model_names, count):
+  """Of each family's models in `model_names` (in the order given, e.g. by
+  lambda), `count` spread evenly from the first to the last."""
+  by_family = models_by_family(model_names)
+  chosen = []
+  for names in by_family.values():
+    if len(names) <= count:
+      chosen += names
+      continue
+    step = (len(names) - 1) / (count - 1) if count > 1 else 0
+    chosen += [names[round(i * step)] for i in range(count)]
+  return chosen
+
+
 def measure_model(model, images, label, warm_up=True):
   """Codes every image with `model` (balle.codec); returns ImageResults.
 

@@ -56,6 +56,7 @@ from balle import range_coding
 from balle import tiling
 from balle.compression_model import CompressionModel
 from balle.compression_model import ModelConfig
+from balle.compression_model import frozen_batched_entropy_model
 from balle.compression_model import register
 from balle.compression_model import to_image_pixels
 from balle.compression_model import to_model_channels
@@ -215,8 +216,7 @@ class ScaleHyperpriorModel(CompressionModel):
   # -- coding ---------------------------------------------------------------
 
   def _build_coding_tables(self):
-    self.side_entropy_model = tfc.ContinuousBatchedEntropyModel(
-        self.hyperprior, coding_rank=3, compression=True)
+    self.side_entropy_model = frozen_batched_entropy_model(self.hyperprior)
     self.entropy_model = self._latent_entropy_model(compression=True)
 
   def _coding_tables_config(self):

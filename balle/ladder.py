@@ -257,15 +257,21 @@ class LadderMixin:
     return (pixels + legs[0].cumulative_gpix,
             wall_time_s + legs[0].cumulative_wall_time_s)
 
-  def ship(self, destination, replace_others=False):
-    """Copies every made rung into `destination` (a balle/pretrained
-    folder) as <rung name>/: its config.json and weights.npz byte for byte
-    (the files that were measured, stored once by git), recipe.json (the
-    rung's record: parent, steps, flags) and pretrained.MEASURED_FILE (its
-    figures). Other models there are removed with `replace_others`.
-    Returns (shipped folders, names removed, names kept)."""
+  def ship(self, destination, replace_others=False, qualities=None):
+    """Copies the made rungs of `qualities` (None: all) into `destination`
+    (a balle/pretrained folder) as <rung name>/: its config.json and
+    weights.npz byte for byte (the files that were measured, stored once by
+    git), recipe.json (the rung's record: parent, steps, flags) and
+    pretrained.MEASURED_FILE (its figures). Other models of the ladder's
+    family there are removed with `replace_others`; other families' are
+    never touched. Returns (shipped folders, names removed, names kept)."""
+    records = [r for r in self.ladder
+               if qualities is None or r.quality in qualities]
+    missing = sorted(set(qualities or ()) - {r.quality for r in records})
+    if missing:
+      raise ValueError(f"rungs {missing} are not made")
     shipped = []
-    for record in self.ladder:
+    for record in records:
       source = self.rung_dir(record.quality)
       target = os.path.join(destination, self.rung(record.quality).name)
       os.makedirs(target, exist_ok=True)
@@ -289,11 +295,13 @@ class LadderMixin:
                           lambda f, t=text: f.write(t.encode()),
                           overwrite=True)
       shipped.append(target)
-    names = {self.rung(record.quality).name for record in self.ladder}
+    names = {self.rung(record.quality).name for record in records}
     others = sorted(
         name for name in os.listdir(destination)
         if name not in names
-        and os.path.exists(os.path.join(destination, name, CONFIG_FILE)))
+        and os.path.exists(os.path.join(destination, name, CONFIG_FILE))
+        and pretrained.architecture_of(os.path.join(destination, name))
+        == self.architecture)
     if replace_others:
       for name in others:
         shutil.rmtree(os.path.join(destination, name))

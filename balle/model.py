@@ -30,6 +30,7 @@ from balle import tiling
 from balle import transforms
 from balle.compression_model import CompressionModel
 from balle.compression_model import ModelConfig
+from balle.compression_model import frozen_batched_entropy_model
 from balle.compression_model import register
 from balle.compression_model import to_image_pixels
 from balle.compression_model import to_model_channels
@@ -109,8 +110,7 @@ class FactorizedPriorModel(CompressionModel):
   # -- coding ---------------------------------------------------------------
 
   def _build_coding_tables(self):
-    self.entropy_model = tfc.ContinuousBatchedEntropyModel(
-        self.prior, coding_rank=3, compression=True)
+    self.entropy_model = frozen_batched_entropy_model(self.prior)
 
   def _coding_tables_config(self):
     return {"entropy_model": self.entropy_model.get_config()}

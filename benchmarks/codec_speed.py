@@ -1,12 +1,16 @@
-"""Encode/decode time of a 768x512 image: balle vs JPEG, in one run.
+"""Encode/decode time of one image: balle's models against each other and
+against JPEG, in one run.
 
-    python benchmarks/codec_speed.py [--model=NAME_OR_DIR] [--image=PATH]
+    python benchmarks/codec_speed.py [--models=A,B,...] [--image=PATH]
 
-Prints the median wall time of `codec.compress_image` / `decompress_image`
-(whole file: analysis, range coding, header) over --repeats runs after a
-warm-up, the same for Pillow's JPEG (quality 90, 4:2:0, optimized Huffman) on
-the same pixels, and balle's time as a multiple of JPEG's. Without --image it
-codes a generated 768x512 photo-like image.
+Every candidate (each model's `codec.compress_image` and `decompress_image`:
+the whole file, analysis, range coding, header; Pillow's JPEG at quality 90,
+4:2:0, optimized Huffman, on the same pixels) is warmed up once, then timed
+--repeats times round-robin, so that background load hits them alike. Prints
+the medians, each model's encode + decode time as a multiple of the first
+model's (issue 18's speed target: the hyperprior at most 1.3x the factorized
+model) and of JPEG's. Without --image it codes a generated 768x512
+photo-like image (Kodak's size).
 """
 
 import io
@@ -20,19 +24,25 @@ from PIL import Image
 
 from balle import codec, image_io, pretrained
 
-_MODEL = flags.DEFINE_string("model", None, "Model name or folder.")
+_MODELS = flags.DEFINE_list(
+    "models", ["bls2017-mse-0.0250", "bmshj2018-mse-0.0250"],
+    "Model names or folders; the first is the reference of the ratios.")
 _IMAGE = flags.DEFINE_string("image", None, "Image to code.")
-_REPEATS = flags.DEFINE_integer("repeats", 10, "Timed runs per measurement.")
+_REPEATS = flags.DEFINE_integer("repeats", 10, "Timed runs per candidate.")
 
 
-def _median_time_s(function):
-  function()  # warm-up: traces tf.functions, fills caches
-  times_s = []
-  for _ in range(_REPEATS.value):
-    start = time.perf_counter()
+def median_times_s(candidates, repeats):
+  """{name: median wall time} of the callables `candidates` {name: f}, each
+  called once untimed (tracing, caches), then `repeats` times round-robin."""
+  for function in candidates.values():
     function()
-    times_s.append(time.perf_counter() - start)
-  return statistics.median(times_s)
+  times_s = {name: [] for name in candidates}
+  for _ in range(repeats):
+    for name, function in candidates.items():
+      start = time.perf_counter()
+      function()
+      times_s[name].append(time.perf_counter() - start)
+  return {name: statistics.median(t) for name, t in times_s.items()}
 
 
 def _generated_image(height=512, width=768):
@@ -52,28 +62,43 @@ def _jpeg_bytes(image):
 
 def main(argv):
   del argv
-  model = pretrained.resolve(_MODEL.value)
   image = (image_io.read_image(_IMAGE.value) if _IMAGE.value
            else _generated_image())
-  data = codec.compress_image(model, image)
-  jpeg = _jpeg_bytes(image)
-  rows = [
-      ("balle encode", _median_time_s(lambda: codec.compress_image(model,
-                                                                   image))),
-      ("balle decode", _median_time_s(lambda: codec.decompress_image(data,
-                                                                     model))),
-      ("JPEG encode", _median_time_s(lambda: _jpeg_bytes(image))),
-      ("JPEG decode", _median_time_s(
-          lambda: np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")))),
-  ]
   height, width, _ = image.shape
-  print(f"image {width}x{height}, model {model.config.name} "
-        f"(N={model.config.num_filters}), {len(data)} bytes balle, "
-        f"{len(jpeg)} bytes JPEG q90; median of {_REPEATS.value} runs")
-  for name, time_s in rows:
-    print(f"{name:13s} {1000 * time_s:8.1f} ms")
-  print(f"balle/JPEG time ratio: encode {rows[0][1] / rows[2][1]:.1f}x, "
-        f"decode {rows[1][1] / rows[3][1]:.1f}x")
+  candidates, sizes, names = {}, {}, []
+  for spec in _MODELS.value:
+    model = pretrained.resolve(spec)
+    name = model.config.name or spec
+    data = codec.compress_image(model, image)
+    sizes[name] = len(data)
+    names.append(name)
+    candidates[f"{name} encode"] = (
+        lambda m=model: codec.compress_image(m, image))
+    candidates[f"{name} decode"] = (
+        lambda m=model, d=data: codec.decompress_image(d, m))
+    print(f"{name}: {model.config.architecture}, "
+          f"N={model.config.num_filters}, M={model.config.num_latent_channels}, "
+          f"{len(data)} bytes, {8 * len(data) / (height * width):.3f} bpp")
+  jpeg = _jpeg_bytes(image)
+  sizes["JPEG"] = len(jpeg)
+  candidates["JPEG encode"] = lambda: _jpeg_bytes(image)
+  candidates["JPEG decode"] = lambda: np.asarray(
+      Image.open(io.BytesIO(jpeg)).convert("RGB"))
+  times_s = median_times_s(candidates, _REPEATS.value)
+
+  def both(name):
+    return times_s[f"{name} encode"] + times_s[f"{name} decode"]
+
+  print(f"\nimage {width}x{height}; median of {_REPEATS.value} runs, "
+        "round-robin\n")
+  print("| | encode ms | decode ms | bytes | encode + decode vs "
+        f"{names[0]} | vs JPEG q90 |")
+  print("|---|---:|---:|---:|---:|---:|")
+  for name in names + ["JPEG"]:
+    print(f"| {name} | {1000 * times_s[f'{name} encode']:.1f} | "
+          f"{1000 * times_s[f'{name} decode']:.1f} | {sizes[name]:,} | "
+          f"x{both(name) / both(names[0]):.2f} | "
+          f"x{both(name) / both('JPEG'):.1f} |")
 
 
 if __name__ == "__main__":

@@ -27,12 +27,12 @@ cumulative training Gpix, one point per leg.
         --rung_steps=2000 --max_time_s=7500 --kodak=KODAK_DIR \
         --holdout=HOLDOUT_DIR
 
-    python -m experiments.campaign ship [--replace_shipped]
+    python -m experiments.campaign ship [--qualities=1,3,5] [--replace_shipped]
 
-`ship` copies the made rungs, byte for byte, into balle/pretrained with
-their records (recipe.json) and measured figures (measured.json, read by
-`balle models`); --replace_shipped also deletes shipped models that are not
-rungs.
+`ship` copies the made rungs (or those of --qualities), byte for byte, into
+balle/pretrained with their records (recipe.json) and measured figures
+(measured.json, read by `balle models`); --replace_shipped also deletes
+shipped models of the campaign's family that are not shipped rungs.
 
 `ladder` makes the rate ladder of the campaign's family (balle.ladder): the anchor becomes
 quality 5 as it is, then each missing rung is fine-tuned for --rung_steps
@@ -75,7 +75,9 @@ flags.DEFINE_integer("rung_steps", 2000, "ladder: fine-tuning steps per "
                      "rung.")
 flags.DEFINE_bool("dry_run", False, "leg: print the command only.")
 flags.DEFINE_bool("replace_shipped", False, "ship: delete shipped models "
-                  "that are not rungs of the ladder.")
+                  "of the campaign's family that are not shipped rungs.")
+flags.DEFINE_list("qualities", [], "ship: the rungs to ship (default: every "
+                  "made rung).")
 flags.DEFINE_string("output", "docs/campaign_learning_curve.png",
                     "plot: the PNG to write (replaced if it exists).")
 FLAGS = flags.FLAGS
@@ -200,9 +202,12 @@ def _ladder(campaign):
 
 
 def _ship(campaign):
-  """Ships every made rung into the source tree's balle/pretrained."""
+  """Ships the made rungs (--qualities) into the source tree's
+  balle/pretrained."""
+  qualities = [int(q) for q in FLAGS.qualities] or None
   shipped, removed, kept = campaign.ship(SOURCE_PRETRAINED,
-                                         replace_others=FLAGS.replace_shipped)
+                                         replace_others=FLAGS.replace_shipped,
+                                         qualities=qualities)
   for folder in shipped:
     print(f"shipped {folder}")
   for name in removed:

@@ -2,7 +2,7 @@
 
 The library measures, plots and tabulates whatever it is given; this module
 holds the choices of the Kodak report: where the 24 images come from, the
-label of the project's model curve, the published curves drawn beside it and
+label of each model family's curve, the published curves drawn beside it and
 the anchors of the BD-rate and operating-point tables.
 """
 
@@ -19,13 +19,16 @@ from balle import safe_write
 KODAK_URL = "http://r0k.us/graphics/kodak/kodak/kodim{:02d}.png"
 NUM_KODAK_IMAGES = 24
 
-MODEL_LABEL = "Ballé 2017 factorized prior (this project)"
+# The label of each model family's curve.
+MODEL_LABELS = {"bls2017": "Ballé 2017 factorized prior (this project)",
+                "bmshj2018": "Ballé 2018 scale hyperprior (this project)"}
 PUBLISHED_CURVES = ("balle2017-mse", "balle2018-mse", "jpeg420-published",
                     "j2k-opj5-published", "bpg444-published")
 ANCHORS = (
     rd_plot.Anchor("j2k", rd_plot.MEASURED, "JPEG 2000 9/7 (measured)"),
     rd_plot.Anchor("balle2017", rd_plot.PUBLISHED, "Ballé 2017 (published)",
                    metrics=("psnr", "ms_ssim_db")),
+    rd_plot.Anchor("balle2018", rd_plot.PUBLISHED, "Ballé 2018 (published)"),
 )
 
 

@@ -11,7 +11,8 @@
    table (balle.rd_plot), with the choices of experiments/kodak.py.
 
 Everything goes to --output_dir (results/kodak; results/kodak_quick with
---quick, which uses the first 3 images and 3 settings per codec).
+--quick, which uses the first 3 images, 3 settings per codec and 3 models
+per family).
 """
 
 import os
@@ -32,7 +33,8 @@ flags.DEFINE_list("models", None,
 flags.DEFINE_list("codecs", list(baselines.DEFAULT_CODECS),
                   f"Classic codecs, from {sorted(baselines.CODECS_BY_NAME)}.")
 flags.DEFINE_bool("quick", False,
-                  "First --quick_images images, 3 settings per codec (CI).")
+                  "First --quick_images images, 3 settings per codec, 3 "
+                  "models per family (CI).")
 flags.DEFINE_integer("quick_images", 3, "Images used with --quick.")
 flags.DEFINE_bool("download", True,
                   "Download Kodak into --images when it has no images.")
@@ -60,9 +62,11 @@ def main(argv):
     from balle import pretrained  # pylint: disable=import-outside-toplevel
     model_names = pretrained.list_models()
   if model_names:
-    written = evaluation.evaluate_models(
+    if FLAGS.quick:
+      model_names = evaluation.spread_per_family(model_names, 3)
+    written = evaluation.evaluate_families(
         model_names, images, os.path.join(output_dir, "models"),
-        kodak.MODEL_LABEL, image_set)
+        kodak.MODEL_LABELS, image_set)
     result_paths += [p for p in written if p.endswith(".json")]
   else:
     logging.warning("no shipped pretrained models and no --models: only the "

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny frozen models of both families, small generated
 images, a fake finished training run."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -12,6 +13,16 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
+# Under pytest-xdist (-n K), each of the K worker processes gets its share of
+# the cores for TensorFlow's thread pools instead of all of them.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+  _THREADS = max(1, (os.cpu_count() or 1) // _WORKERS)
+  tf.config.threading.set_intra_op_parallelism_threads(_THREADS)
+  tf.config.threading.set_inter_op_parallelism_threads(_THREADS)
+
+# pylint: disable=wrong-import-position
+from balle.compression_model import load_model
 from balle.hyperprior import ScaleHyperpriorModel
 from balle.model import FactorizedPriorModel, ModelConfig
 
@@ -61,6 +72,18 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir):
   return FactorizedPriorModel.load(tiny_model_dir)
+
+
+def frozen_copy(source_dir, directory, **changes):
+  """The frozen model in `source_dir` saved to `directory` with its config
+  changed by `changes` (e.g. lmbda, name): the same weights and coding
+  tables under a new model id, as if trained so, without the seconds
+  freeze_for_coding takes. Returns `directory`."""
+  model = load_model(source_dir)
+  model.config = dataclasses.replace(model.config, **changes)
+  model.model_id = model._compute_model_id()  # pylint: disable=protected-access
+  model.save(directory)
+  return directory
 
 
 def tiny_hyperprior_config(**kwargs):

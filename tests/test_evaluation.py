@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from balle import evaluation
-from balle.model import FactorizedPriorModel, ModelConfig
+from conftest import frozen_copy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -153,16 +153,12 @@ def test_image_files_and_hash(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
+def tiny_models(tmp_path_factory, tiny_model_dir):
   """Two frozen, untrained 8-filter models with different lambdas."""
-  directories = []
-  for lmbda in (0.001, 0.01):
-    directory = str(tmp_path_factory.mktemp(f"model{lmbda}"))
-    model = FactorizedPriorModel(ModelConfig(num_filters=8, lmbda=lmbda))
-    model.freeze_for_coding()
-    model.save(directory, overwrite=True)
-    directories.append(directory)
-  return directories
+  return [frozen_copy(tiny_model_dir,
+                      str(tmp_path_factory.mktemp(f"model{lmbda}")),
+                      lmbda=lmbda, name="")
+          for lmbda in (0.001, 0.01)]
 
 
 def test_evaluate_models_end_to_end(tmp_path, tiny_models):
@@ -189,6 +185,43 @@ def test_evaluate_models_end_to_end(tmp_path, tiny_models):
   row = next(r for r in rows if r["setting"] == model.config.name and
              r["image"] == "img0.png")
   assert int(row["num_bytes"]) == len(data)
+
+
+def test_evaluate_families_gives_each_family_its_curve(tmp_path, tiny_models,
+                                                      hyper_model_dir):
+  images = [("img0.png", _image(64, 80, 0))]
+  labels = {"bls2017": "Factorized", "bmshj2018": "Hyperprior"}
+  out = tmp_path / "out"
+  evaluation.evaluate_families(
+      [tiny_models[0], hyper_model_dir, tiny_models[1]], images, str(out),
+      labels)
+  factorized = evaluation.read_results(str(out / "bls2017" / "results.json"))
+  hyperprior = evaluation.read_results(
+      str(out / "bmshj2018" / "results.json"))
+  assert factorized["name"] == "Factorized"
+  assert len(factorized["results"]["bpp"]) == 2
+  assert hyperprior["name"] == "Hyperprior"
+  assert [c["architecture"] for c in hyperprior["model_configs"]] == [
+      "bmshj2018"]
+  # One family: the folder itself, as evaluate_models writes it.
+  written = evaluation.evaluate_families([tiny_models[1]], images,
+                                         str(tmp_path / "one"), labels)
+  assert written[0] == str(tmp_path / "one" / "results.json")
+  with pytest.raises(ValueError, match="one curve label for models of 2"):
+    evaluation.evaluate_families([tiny_models[0], hyper_model_dir], images,
+                                 str(tmp_path / "x"), labels, one_label=True)
+  with pytest.raises(ValueError, match="no curve label .*'bmshj2018'"):
+    evaluation.evaluate_families([hyper_model_dir], images,
+                                 str(tmp_path / "y"), {"bls2017": "F"})
+
+
+def test_spread_per_family_keeps_both_ends(monkeypatch):
+  monkeypatch.setattr(evaluation.pretrained, "architecture_of",
+                      lambda name: name.split("-")[0])
+  names = [f"a-{q}" for q in range(1, 9)] + ["b-1", "b-2"]
+  assert evaluation.spread_per_family(names, 3) == ["a-1", "a-5", "a-8",
+                                                    "b-1", "b-2"]
+  assert evaluation.spread_per_family(names, 1) == ["a-1", "b-1"]
 
 
 def _run(module, *args):

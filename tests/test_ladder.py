@@ -16,7 +16,7 @@ from balle import campaign as campaign_lib
 from balle import ladder
 from balle import pretrained
 from balle.model import FactorizedPriorModel, ModelConfig
-from conftest import fake_leg
+from conftest import fake_leg, frozen_copy
 from experiments import campaign as campaign_runner
 
 PLAN_FLAGS = {"lmbda": 0.01, "num_filters": 8, "patchsize": 64,
@@ -33,17 +33,23 @@ def test_each_family_has_eight_rungs_of_its_own():
     ladder.ladder_of("nonesuch")
 
 
-def _tiny_rung_model(directory, lmbda, num_filters):
-  """A frozen untrained model of the given lambda and N in `directory`."""
-  model = FactorizedPriorModel(ModelConfig(num_filters=num_filters,
-                                           lmbda=lmbda))
-  model.freeze_for_coding()
-  model.save(directory)
-  return directory
+@pytest.fixture(name="rung_model")
+def fixture_rung_model(tmp_path, tiny_model_dir):
+  """rung_model(directory, lmbda, N, name=""): a frozen untrained model of
+  that lambda and N (N 8 or 12) in `directory`."""
+  wide = FactorizedPriorModel(ModelConfig(num_filters=12, lmbda=0.01))
+  wide.freeze_for_coding()
+  wide.save(str(tmp_path / "n12"))
+  sources = {8: tiny_model_dir, 12: str(tmp_path / "n12")}
+
+  def make(directory, lmbda, num_filters, name=""):
+    return frozen_copy(sources[num_filters], directory, lmbda=lmbda,
+                       name=name)
+  return make
 
 
 def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
-                                                 tiny_model_dir):
+                                                 tiny_model_dir, rung_model):
   rungs = (ladder.Rung(1, 0.005, 8), ladder.Rung(2, 0.01, 8),
            ladder.Rung(3, 0.02, 12))
   monkeypatch.setattr(ladder, "LADDER", rungs)
@@ -54,7 +60,7 @@ def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
   with pytest.raises(ValueError, match="only the anchor's rung"):
     campaign.end_rung(2)  # no leg yet
   final = fake_leg(str(tmp_path / "leg-1"),
-                    _tiny_rung_model(str(tmp_path / "m2"), 0.01, 8),
+                    rung_model(str(tmp_path / "m2"), 0.01, 8),
                     steps=10, losses={10: 1.0})
   kodak = {"bpp": 0.5, "psnr_db": 32.0, "ms_ssim": 0.98}
   campaign.end_leg(final, [], 1.0, measure=lambda folder: {"kodak": kodak})
@@ -67,7 +73,7 @@ def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
   anchor_files = tmp_path / "anchor-files"
   shutil.copytree(campaign.anchor_dir, anchor_files)
   shutil.rmtree(campaign.anchor_dir)
-  _tiny_rung_model(campaign.anchor_dir, 0.01, 8)  # not leg 1's model
+  rung_model(campaign.anchor_dir, 0.01, 8, "other")  # not leg 1's model
   with pytest.raises(ValueError, match="is not the model leg 1 measured"):
     campaign.end_rung(2)
   shutil.rmtree(campaign.anchor_dir)
@@ -90,7 +96,7 @@ def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
       in flags
 
   wrong = fake_leg(str(tmp_path / "wrong"),
-                    _tiny_rung_model(str(tmp_path / "w"), 0.02, 8),
+                    rung_model(str(tmp_path / "w"), 0.02, 8),
                     steps=100, losses={100: 1.0})
   with pytest.raises(ValueError, match="rung 1 is bls2017-mse-0.0050"):
     campaign.end_rung(1, wrong)
@@ -98,7 +104,7 @@ def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
   for quality, lmbda, filters, bpp, psnr in ((1, 0.005, 8, 0.25, 30.0),
                                              (3, 0.02, 12, 1.0, 35.0)):
     final = fake_leg(str(tmp_path / f"rung-{quality}"),
-                      _tiny_rung_model(str(tmp_path / f"r{quality}"), lmbda,
+                      rung_model(str(tmp_path / f"r{quality}"), lmbda,
                                        filters),
                       steps=100, losses={100: 1.0})
     campaign.end_rung(quality, final, ["--batchsize=2", "--patchsize=50",
@@ -129,6 +135,17 @@ def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
   shipped.mkdir()
   old = shipped / "bls2017-mse-0.0450"  # a shipped model that is no rung
   shutil.copytree(tiny_model_dir, old)
+  other_family = shipped / "bmshj2018-mse-0.0450"  # never removed
+  shutil.copytree(tiny_model_dir, other_family)
+  config = json.loads((other_family / "config.json").read_text())
+  config["model"]["architecture"] = "bmshj2018"
+  (other_family / "config.json").write_text(json.dumps(config))
+  subset = tmp_path / "subset"
+  subset.mkdir()
+  assert reloaded.ship(str(subset), qualities=[1])[0] == [
+      str(subset / "bls2017-mse-0.0050")]
+  with pytest.raises(ValueError, match=r"rungs \[4\] are not made"):
+    reloaded.ship(str(subset), qualities=[1, 4])
   monkeypatch.setattr(campaign_runner, "SOURCE_PRETRAINED", str(shipped))
   monkeypatch.setattr(pretrained, "_FOLDER", str(shipped))
   with flagsaver.as_parsed(campaign_dir=directory, replace_shipped="false"):
@@ -136,9 +153,10 @@ def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
   assert old.exists()  # kept without --replace_shipped
   with flagsaver.as_parsed(campaign_dir=directory, replace_shipped="true"):
     campaign_runner._ship(reloaded)  # pylint: disable=protected-access
-  assert not old.exists()
+  assert not old.exists() and other_family.exists()
   assert pretrained.list_models() == [
-      "bls2017-mse-0.0050", "bls2017-mse-0.0100", "bls2017-mse-0.0200"]
+      "bls2017-mse-0.0050", "bls2017-mse-0.0100", "bls2017-mse-0.0200",
+      "bmshj2018-mse-0.0450"]
   info = pretrained.describe("bls2017-mse-0.0200")
   assert info["measured"]["kodak"]["psnr_db"] == 35.0
   assert "ladder rung 3" in info["measured"]["source"]

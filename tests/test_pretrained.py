@@ -118,6 +118,9 @@ def test_quality_picks_the_model_of_its_family(tmp_path, monkeypatch,
   assert pretrained.model_for_quality(5, "bmshj2018") == "bmshj2018-mse-0.0250"
   info = pretrained.describe("bmshj2018-mse-0.0250")
   assert info["architecture"] == "bmshj2018" and info["latent_channels"] == 12
+  assert pretrained.architecture_of("bmshj2018-mse-0.0250") == "bmshj2018"
+  assert pretrained.architecture_of(str(tmp_path / "bls2017-mse-0.0250")) == (
+      "bls2017")
 
 
 def test_higher_qualities_spend_more_bits_for_more_fidelity():

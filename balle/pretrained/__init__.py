@@ -74,6 +74,15 @@ def quality_of_lambda(lmbda):
   return None
 
 
+def architecture_of(name_or_directory):
+  """The architecture (model family) of a model folder or shipped name, from
+  its config.json (no TensorFlow, no weights)."""
+  directory = (name_or_directory if os.path.isdir(name_or_directory)
+               else model_directory(name_or_directory))
+  with open(os.path.join(directory, CONFIG_FILE)) as f:
+    return json.load(f)["model"].get("architecture", DEFAULT_FAMILY)
+
+
 def describe(name):
   """{"name", "architecture", "lmbda", "num_filters", "latent_channels",
   "quality", "measured"} of a shipped model, from its files (no
