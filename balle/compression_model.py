@@ -167,6 +167,8 @@ def frozen_batched_entropy_model(prior, coding_rank=3):
         prior, coding_rank=coding_rank, compression=True, stateless=True)
     return model.cdf, model.cdf_offset, model.quantization_offset
 
+  # One trace per model by design: no "frequent retracing" warning.
+  tables._omit_frequent_tracing_warning = True  # pylint: disable=protected-access
   cdf, cdf_offset, offset = tables()
   if not np.any(offset.numpy()):
     offset = None  # what tfc keeps for all-zero offsets in eager mode

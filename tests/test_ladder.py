@@ -148,10 +148,12 @@ def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
     reloaded.ship(str(subset), qualities=[1, 4])
   monkeypatch.setattr(campaign_runner, "SOURCE_PRETRAINED", str(shipped))
   monkeypatch.setattr(pretrained, "_FOLDER", str(shipped))
-  with flagsaver.as_parsed(campaign_dir=directory, replace_shipped="false"):
+  with flagsaver.as_parsed(campaign_dir=directory, replace_shipped="false",
+                           qualities=""):
     campaign_runner._ship(reloaded)  # pylint: disable=protected-access
   assert old.exists()  # kept without --replace_shipped
-  with flagsaver.as_parsed(campaign_dir=directory, replace_shipped="true"):
+  with flagsaver.as_parsed(campaign_dir=directory, replace_shipped="true",
+                           qualities=""):
     campaign_runner._ship(reloaded)  # pylint: disable=protected-access
   assert not old.exists() and other_family.exists()
   assert pretrained.list_models() == [
