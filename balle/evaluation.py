@@ -265,15 +265,17 @@ def measure_model(model, images, label, warm_up=True):
 def models_document(models, results, label, image_set=""):
   """CompressAI-layout results for several models, one entry per model;
   "model_configs" holds each model's configuration (its config.json
-  "model" part), in the order of the points."""
+  "model" part), in the order of the points; "codec" is the models' family
+  (architecture) when they share one, else "balle"."""
   points = aggregate(results)
   by_name = {model.config.name: model.config for model in models}
   configs = [by_name[point.setting] for point in points]
   description = ("balle.codec: complete .balle files (header + payload + "
                  "checksum); models " + ", ".join(c.name for c in configs))
+  families = {c.architecture for c in configs}
   return results_document(
       label, description, points, setting_name="model", image_set=image_set,
-      kind="model", codec="balle",
+      kind="model", codec=families.pop() if len(families) == 1 else "balle",
       model_configs=[dataclasses.asdict(c) for c in configs])
 
 

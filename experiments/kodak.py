@@ -29,6 +29,7 @@ ANCHORS = (
     rd_plot.Anchor("balle2017", rd_plot.PUBLISHED, "Ballé 2017 (published)",
                    metrics=("psnr", "ms_ssim_db")),
     rd_plot.Anchor("balle2018", rd_plot.PUBLISHED, "Ballé 2018 (published)"),
+    rd_plot.Anchor("bls2017", rd_plot.MODEL, "this project's factorized prior"),
 )
 
 

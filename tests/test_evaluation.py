@@ -199,6 +199,7 @@ def test_evaluate_families_gives_each_family_its_curve(tmp_path, tiny_models,
   hyperprior = evaluation.read_results(
       str(out / "bmshj2018" / "results.json"))
   assert factorized["name"] == "Factorized"
+  assert (factorized["codec"], hyperprior["codec"]) == ("bls2017", "bmshj2018")
   assert len(factorized["results"]["bpp"]) == 2
   assert hyperprior["name"] == "Hyperprior"
   assert [c["architecture"] for c in hyperprior["model_configs"]] == [
