@@ -97,6 +97,11 @@ def test_qualities_follow_the_ladder_lambdas(monkeypatch):
     pretrained.model_for_quality(3)
   with pytest.raises(KeyError, match="quality must be 1..8, got 9"):
     pretrained.model_for_quality(9)
+  with pytest.raises(KeyError, match="no shipped bmshj2018 model of quality "
+                     r"3 \(lambda 0.0067\); shipped bmshj2018 qualities: 1, "
+                     "5, 6'"):
+    pretrained.model_for_quality(3, family="bmshj2018")
+  monkeypatch.setattr(pretrained, "list_models", lambda: shipped[:8])
   with pytest.raises(KeyError, match="shipped bmshj2018 qualities: none"):
     pretrained.model_for_quality(3, family="bmshj2018")
 
