@@ -193,7 +193,6 @@ class PatchSampler:
     self.batchsize = batchsize
     self.channels = images[0].shape[2]
     self.random_downsample = random_downsample
-    self.seed = seed
     self.rng = np.random.default_rng(seed)
 
   def batch(self, batchsize=None, rng=None):
@@ -208,29 +207,33 @@ class PatchSampler:
     return out
 
   def __iter__(self):
-    return self._batches(self.batchsize, self.rng)
-
-  def _batches(self, batchsize, rng):
     while True:
-      yield self.batch(batchsize, rng)
+      yield self.batch()
 
   def dataset(self, prefetch=4, input_context=None):
     """Endless tf.data.Dataset of float32 batches on the 0..255 scale.
 
     With a tf.distribute.InputContext (`distribute_datasets_from_function`)
-    the batches are the per-replica share of `batchsize` and each input
-    pipeline draws from its own generator (seeded by the pipeline's id);
-    every pipeline holds all images.
+    the batches of this input pipeline's replicas: every pipeline draws the
+    same global batches of `batchsize` (the same seed), keeps its
+    consecutive share and splits it into per-replica batches, so a step
+    trains on the same patches whatever the number of workers and replicas.
     """
-    batchsize, rng = self.batchsize, self.rng
+    pipelines, index, batchsize = 1, 0, self.batchsize
     if input_context is not None:
+      pipelines = input_context.num_input_pipelines
+      index = input_context.input_pipeline_id
       batchsize = input_context.get_per_replica_batch_size(self.batchsize)
-      rng = np.random.default_rng(
-          (*np.atleast_1d(self.seed), input_context.input_pipeline_id))
+    share = self.batchsize // pipelines
+
+    def batches():
+      for batch in self:
+        yield from np.split(batch[index * share:(index + 1) * share],
+                            share // batchsize)
+
     p = self.patchsize
     spec = tf.TensorSpec([batchsize, p, p, self.channels], tf.uint8)
-    dataset = tf.data.Dataset.from_generator(
-        lambda: self._batches(batchsize, rng), output_signature=spec)
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=spec)
     dataset = dataset.map(lambda x: tf.cast(x, tf.float32))
     return dataset.prefetch(prefetch)
 

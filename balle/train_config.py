@@ -18,10 +18,11 @@ import tensorflow as tf
 
 from balle.compression_model import ModelConfig
 from balle.compression_model import setting
+from balle.distribute import STRATEGIES
 from balle.input_pipeline import PIPELINES as INPUT_PIPELINES
 
 LR_SCHEDULES = ("constant", "steps", "plateau")
-PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 DECODER_LATENTS = ("noisy", "rounded_ste")
 RECIPE_FILE = "recipe.json"
 # Filters N of the models the recipe trains, RGB included, where ModelConfig
@@ -112,10 +113,24 @@ class TrainConfig:
   finetune_decoder_rounded: bool = setting(
       False, "Train only g_s, on rounded latents as at coding time, with g_a "
       "and the prior frozen (a final fine-tune, e.g. after --init_from).")
-  precision: str = setting("auto", "Arithmetic of the transforms while "
-                           "training; auto: mixed_bfloat16 on CPUs with "
-                           "avx512_bf16/amx_bf16, else float32. Weights and "
-                           "the saved model are float32.", choices=PRECISIONS)
+  precision: str = setting(
+      "auto", "Arithmetic of the transforms while training; auto: on GPUs "
+      "mixed_bfloat16 from compute capability 8.0 (Ampere), mixed_float16 "
+      "(with dynamic loss scaling) from 7.0, else float32; on CPUs "
+      "mixed_bfloat16 with avx512_bf16/amx_bf16, else float32. Weights and "
+      "the saved model are float32.", choices=PRECISIONS)
+  strategy: str = setting(
+      "default", "How steps are spread over devices (balle.distribute): "
+      "default, one device; mirrored, tf.distribute.MirroredStrategy over "
+      "the local GPUs or --cpu_devices logical CPUs; multi_worker, "
+      "MultiWorkerMirroredStrategy over the workers TF_CONFIG lists, each "
+      "started with the same flags, the chief writing --model_dir. The "
+      "--batchsize patches of a step are split over the replicas; the step "
+      "is the one a single device would take on them.", choices=STRATEGIES)
+  cpu_devices: int = setting(0, "With --strategy=mirrored: split the CPU "
+                             "into this many logical devices and mirror "
+                             "over them (machines without GPUs, tests; 0: "
+                             "the GPUs).")
   init_from: str = setting("", "Saved model folder to warm-start from "
                            "(fine-tuning another lambda).")
   init_latent_scale: float = setting(
@@ -162,6 +177,12 @@ class TrainConfig:
       raise ValueError("init_latent_scale must be > 0")
     if self.divergence_patience < 1:
       raise ValueError("divergence_patience must be >= 1")
+    if self.strategy not in STRATEGIES:
+      raise ValueError(f"strategy must be one of {STRATEGIES}")
+    if self.cpu_devices < 0 or (self.cpu_devices and
+                                self.strategy != "mirrored"):
+      raise ValueError("cpu_devices must be >= 0, and is for "
+                       "strategy=mirrored only")
     if not self.final_dir:
       self.final_dir = os.path.join(self.model_dir, "final")
     self.precision = resolve_precision(self.precision)
@@ -199,13 +220,21 @@ def setting_fields():
 
 
 def resolve_precision(precision):
-  """"auto" -> "mixed_bfloat16" on a CPU-only machine whose CPU has native
-  bfloat16 instructions (avx512_bf16 or amx_bf16 in /proc/cpuinfo), else
-  "float32". Other values pass through."""
+  """"auto" -> on GPUs (all of them): "mixed_bfloat16" from compute
+  capability 8.0, "mixed_float16" from 7.0 (tensor cores; the trainer then
+  scales the loss), else "float32"; on a CPU-only machine "mixed_bfloat16"
+  when the CPU has native bfloat16 instructions (avx512_bf16 or amx_bf16 in
+  /proc/cpuinfo), else "float32". Other values pass through."""
   if precision != "auto":
     return precision
-  if tf.config.list_physical_devices("GPU"):
-    return "float32"
+  gpus = tf.config.list_physical_devices("GPU")
+  if gpus:
+    capability = min(
+        tuple(tf.config.experimental.get_device_details(gpu).get(
+            "compute_capability", (0, 0))) for gpu in gpus)
+    if capability >= (8, 0):
+      return "mixed_bfloat16"
+    return "mixed_float16" if capability >= (7, 0) else "float32"
   try:
     with open("/proc/cpuinfo") as f:
       flags = f.read()

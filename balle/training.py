@@ -21,6 +21,12 @@ the log lines and summaries (`_ProgressLog`), SIGTERM handling and the
 checkpoint written when a session ends (`_checkpoint_on_exit`), and the
 frozen model written at the end (`finalize`).
 
+Under a tf.distribute strategy (`--strategy`, balle.distribute) the loop is
+the same: each batch is split over the replicas, and every decision (budget,
+schedule, guard, checkpoint) is taken from figures all workers share, so
+they take it alike. Only the chief validates and writes summaries and the
+final model.
+
 Everything needed to continue a run (weights, Adam moments, step, schedule
 state, elapsed time, the weight average if any) is in a tf.train.Checkpoint
 in `model_dir`, written every `checkpoint_every` steps and on exit (also on
@@ -48,6 +54,7 @@ import tensorflow as tf
 
 from balle import codec
 from balle import data
+from balle import distribute
 from balle import input_pipeline
 from balle import metrics
 from balle.safe_write import write_file_atomic
@@ -75,8 +82,9 @@ def train(config, on_step=None):
   `on_step(trainer)` is called after every step (tests use it to interrupt).
   Returns the Trainer (not finalized if stopped by SIGTERM).
   """
-  os.makedirs(config.model_dir, exist_ok=True)
   trainer = Trainer(config)
+  if trainer.is_chief:
+    os.makedirs(config.model_dir, exist_ok=True)
   trainer.restore_or_initialize()
   if not budget_used_up(config, int(trainer.step), float(trainer.elapsed_s)):
     sampler, validation = input_pipeline.training_data(
@@ -112,13 +120,13 @@ def _train_session(trainer, sampler, validation, on_step):
   """Trains from the current step until a budget is used up or the plateau
   schedule ends. Raises _Diverged, NonFiniteLossError or _Stop (SIGTERM)."""
   config = trainer.config
-  clock = _TrainingClock(trainer.elapsed_s)
+  clock = _TrainingClock(trainer)
   guard = DivergenceGuard(config.divergence_factor,
                           config.divergence_patience)
   trainer.start_schedule()
   with (_sigterm_raises_stop(), _checkpoint_on_exit(trainer, guard),
-        _ProgressLog(config) as log):
-    for images in sampler.dataset():
+        _ProgressLog(config, trainer.is_chief) as log):
+    for images in trainer.distributed(sampler):
       bpp, mse_255, loss = trainer.train_on(images)
       step = int(trainer.step)
       if guard.diverged(loss):
@@ -131,7 +139,8 @@ def _train_session(trainer, sampler, validation, on_step):
         log.write(step, float(trainer.learning_rate.value), elapsed_s)
       if _due(step, config.checkpoint_every) and not guard.suspect:
         trainer.save_checkpoint()
-      if validation and _due(step, config.validate_every):
+      if validation and trainer.is_chief and _due(step,
+                                                  config.validate_every):
         log.validation(step, trainer, validation)
       if on_step is not None:
         on_step(trainer)
@@ -158,16 +167,18 @@ def _due(step, every):
 
 class _TrainingClock:
   """Training wall time of the run: earlier sessions' (checkpointed in
-  `elapsed_s`) plus this session's."""
+  `elapsed_s`) plus this session's, its mean over the workers."""
 
-  def __init__(self, elapsed_s):
-    self.elapsed_s = elapsed_s
-    self.at_start_s = float(elapsed_s)
+  def __init__(self, trainer):
+    self.elapsed_s = trainer.elapsed_s
+    self.strategy = trainer.strategy
+    self.at_start_s = float(self.elapsed_s)
     self.start = time.perf_counter()
 
   def tick(self):
     """Updates and returns the run's training time in seconds."""
-    self.elapsed_s.assign(self.at_start_s + time.perf_counter() - self.start)
+    self.elapsed_s.assign(distribute.mean_over_workers(
+        self.strategy, self.at_start_s + time.perf_counter() - self.start))
     return float(self.elapsed_s)
 
 
@@ -208,16 +219,18 @@ def _checkpoint_on_exit(trainer, guard):
 
 
 class _ProgressLog:
-  """Log lines and TensorBoard summaries (in model_dir) of a session.
+  """Log lines and TensorBoard summaries (in model_dir, if `summaries`) of
+  a session.
 
   Training figures are means over the steps since the last line; speed
   excludes validation time; the ETA is the nearer of the step and time
   budgets at the current speed.
   """
 
-  def __init__(self, config):
+  def __init__(self, config, summaries=True):
     self.config = config
-    self.writer = tf.summary.create_file_writer(config.model_dir)
+    self.writer = (tf.summary.create_file_writer(config.model_dir)
+                   if summaries else tf.summary.create_noop_writer())
     self.pixels_per_step = config.batchsize * config.patchsize ** 2
     self._restart_window()
 
@@ -302,8 +315,12 @@ def validate(coder, images):
 
 def finalize(trainer):
   """Freezes the trained weights (their average if kept) for coding; writes
-  final_dir with recipe.json (the settings, paths made portable)."""
+  final_dir with recipe.json (the settings, paths made portable). Only the
+  chief does; the other workers wait until it is done and return None."""
   config = trainer.config
+  if not trainer.is_chief:
+    distribute.barrier(trainer.strategy)
+    return None
   if not all_finite(trainer.state_variables()):
     raise NonFiniteLossError("weights are not finite; not finalizing")
   model = trainer.coding_copy()
@@ -332,13 +349,14 @@ def finalize(trainer):
                     lambda f: f.write(text.encode()), overwrite=True)
   logging.info("final model (step %d) saved to %s", int(trainer.step),
                config.final_dir)
+  distribute.barrier(trainer.strategy)
   return recipe
 
 
 def finalize_only(config):
   """Freezes and saves the latest checkpoint, trained to the end or not."""
   trainer = Trainer(config)
-  if not trainer.manager.latest_checkpoint:
+  if not trainer.latest_checkpoint:
     raise FileNotFoundError(f"no checkpoint in {config.model_dir}")
   trainer.restore_or_initialize()
   return finalize(trainer)

@@ -50,7 +50,7 @@ DOWNSAMPLING_FACTOR = 16
 GDN_PARAMETERS = {"paper": (2, 0.5), "simplified": (1, 1)}
 GDN_FORMS = tuple(GDN_PARAMETERS)
 
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def generalized_divisive_normalization(form, inverse, name,

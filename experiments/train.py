@@ -18,9 +18,21 @@ reached the frozen model goes to <model_dir>/final with recipe.json; rerunning
 then only redoes that. --finalize_only freezes the latest checkpoint of an
 unfinished run. Other rates: --init_from=<model_dir>/final --lmbda=... with a
 new --model_dir (warm start of g_a, g_s and the prior).
-"""
 
-import os
+Several devices (balle/distribute.py; the --batchsize patches of a step are
+split over them, and the step is the one one device takes on them):
+
+  python -m experiments.train --strategy=mirrored ...      # all local GPUs
+  python -m experiments.train --strategy=mirrored --cpu_devices=2 ...
+
+Several machines: start every worker with the same flags and its own
+TF_CONFIG; the chief (worker 0) writes --model_dir, which every worker must
+be able to read to resume:
+
+  TF_CONFIG='{"cluster": {"worker": ["host1:2222", "host2:2222"]},
+              "task": {"type": "worker", "index": 0}}' \
+      python -m experiments.train --strategy=multi_worker ...
+"""
 
 from absl import app
 from absl import flags
@@ -87,7 +99,6 @@ def main(argv):
   tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
   tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
   config = config_from_flags()
-  os.makedirs(config.model_dir, exist_ok=True)
   if FLAGS.finalize_only:
     training.finalize_only(config)
   else:

@@ -114,11 +114,17 @@ def test_sampler_dataset_gives_float_batches():
   batch = next(iter(data.PatchSampler(images, 28, 3).dataset()))
   assert batch.dtype == tf.float32 and batch.shape == (3, 28, 28, 3)
   assert 0 <= float(tf.reduce_min(batch)) and float(tf.reduce_max(batch)) <= 255
+  # Pipeline 1 of 2 (4 replicas): the second half of each global batch, in
+  # per-replica batches.
   context = tf.distribute.InputContext(num_input_pipelines=2,
                                        input_pipeline_id=1,
-                                       num_replicas_in_sync=3)
-  per_replica = data.PatchSampler(images, 28, 6).dataset(input_context=context)
-  assert next(iter(per_replica)).shape == (2, 28, 28, 3)
+                                       num_replicas_in_sync=4)
+  whole = iter(data.PatchSampler(images, 28, 8, seed=3).dataset())
+  part = iter(data.PatchSampler(images, 28, 8, seed=3).dataset(
+      input_context=context))
+  for _ in range(2):
+    np.testing.assert_array_equal(
+        next(whole)[4:], np.concatenate([next(part), next(part)]))
 
 
 def test_unreadable_files_raise_or_are_skipped_with_a_warning(tmp_path,

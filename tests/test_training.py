@@ -305,11 +305,40 @@ def test_mixed_bfloat16_training_saves_a_float32_model(tmp_path, image_dir):
                           3).shape == image.shape
 
 
-def test_precision_auto_resolves_and_explicit_values_pass_through(tmp_path):
+def test_mixed_float16_training_scales_the_loss(tmp_path, image_dir):
+  """At the initial scale 2^15 the tiny model's float16 gradients overflow
+  (as they do at 1024): the step is retaken at lower scales, then trains."""
+  config = _config(tmp_path, image_dir, max_steps=3,
+                   precision="mixed_float16")
+  trainer = training.train(config)
+  assert trainer.model.analysis.layers[0].compute_dtype == "float16"
+  assert int(trainer.step) == 3
+  assert float(trainer.loss_scale) < trainer_lib.INITIAL_LOSS_SCALE
+  assert int(trainer.finite_steps) == 3
+  final = FactorizedPriorModel.load(config.final_dir)
+  assert final.precision == "float32"
+  image = _smooth_image(32, 48, 3)
+  assert final.decompress(final.compress(image), image.shape[:2],
+                          3).shape == image.shape
+  resumed = trainer_lib.Trainer(dataclasses.replace(config, max_steps=4))
+  resumed.restore_or_initialize()  # the scale is checkpointed
+  assert float(resumed.loss_scale) == float(trainer.loss_scale)
+
+
+def test_precision_auto_resolves_and_explicit_values_pass_through(
+    tmp_path, monkeypatch):
   assert train_config.resolve_precision("float32") == "float32"
   assert train_config.resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
   config = train_config.TrainConfig(model_dir=str(tmp_path))
   assert config.precision in ("float32", "mixed_bfloat16")
+  for capability, precision in (((8, 6), "mixed_bfloat16"),
+                                ((7, 5), "mixed_float16"),
+                                ((6, 1), "float32")):
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind: ["gpu:0"] if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config.experimental, "get_device_details",
+                        lambda gpu, c=capability: {"compute_capability": c})
+    assert train_config.resolve_precision("auto") == precision
 
 
 def test_settings_are_declared_once_and_round_trip(tmp_path):
