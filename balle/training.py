@@ -270,11 +270,15 @@ class _ProgressLog:
   def validation(self, step, trainer, images):
     """Validates the trainer's model on `images` (real coding); logs it."""
     start = time.perf_counter()
-    bpp, psnr_db = validate(trainer.coding_copy(), images)
+    coder = trainer.coding_copy()
+    bpp, psnr_db = validate(coder, images)
     logging.info("validation step %d: %.4f bpp  %.2f dB PSNR (real coding, "
                  "%d images, %.1f s)", step, bpp, psnr_db, len(images),
                  time.perf_counter() - start)
     self._summaries(step, "validation", bpp=bpp, psnr_db=psnr_db)
+    with self.writer.as_default(step=step):
+      for index, pair in enumerate(reconstruction_pairs(coder, images)):
+        tf.summary.image(f"validation/reconstruction_{index}", pair[None])
     self.start += time.perf_counter() - start
 
   def _summaries(self, step, prefix, **values):
@@ -305,6 +309,20 @@ def coded_figures(coder, images):
     mses.append(metrics.mse_255(image, decoded))
     psnrs.append(metrics.psnr_rgb(image, decoded))
   return np.array(bpps), np.array(mses), np.array(psnrs)
+
+
+def reconstruction_pairs(coder, images, count=3, size=256):
+  """TensorBoard's view of validation: for the first `count` images, the
+  central size x size crop (or less) and beside it its decoding, coded for
+  real as a file of its own; uint8 [h, 2w, C] each."""
+  pairs = []
+  for image in images[:count]:
+    height, width = image.shape[:2]
+    top, left = max(0, (height - size) // 2), max(0, (width - size) // 2)
+    crop = np.ascontiguousarray(image[top:top + size, left:left + size])
+    decoded = codec.decompress_image(codec.compress_image(coder, crop), coder)
+    pairs.append(np.concatenate([crop, decoded], axis=1))
+  return pairs
 
 
 def validate(coder, images):

@@ -1,6 +1,7 @@
 """Tests of the training loop (balle/training.py) on tiny generated images."""
 
 import dataclasses
+import glob
 import json
 import logging
 import os
@@ -72,6 +73,16 @@ def test_training_lowers_the_loss_and_writes_final_model(tmp_path, image_dir):
   assert not any(p.startswith("/") for p in paths + recipe["flags"][
       "train_glob"])  # no absolute path of the training machine
   assert recipe["validation_bpp"] > 0 and recipe["validation_psnr_db"] > 0
+  tags = set()  # TensorBoard: RD scalars and a reconstruction per validation
+  for path in glob.glob(os.path.join(config.model_dir, "events.out.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      tags |= {(value.tag, event.step) for value in event.summary.value}
+  assert {("train/bpp", 40), ("train/mse_255", 40), ("validation/bpp", 20),
+          ("validation/psnr_db", 40), ("validation/reconstruction_0", 20),
+          ("validation/reconstruction_0", 40)} <= tags
+  pair = training.reconstruction_pairs(final, [_smooth_image(40, 300, 3)],
+                                       size=32)[0]
+  assert pair.shape == (32, 64, 3) and pair.dtype == np.uint8
   image = _smooth_image(32, 48, 3)
   decoded = final.decompress(final.compress(image), image.shape[:2], 3)
   assert decoded.shape == image.shape
