@@ -161,8 +161,9 @@ def _info(args):
   model_name = pretrained.find_by_id(header.model_id) or "not a shipped model"
   bpp = metrics.bits_per_pixel(len(data), header.height, header.width)
   section_bytes = sum(len(section.data) for section in sections)
-  tiles = file_format.tiles(header.height, header.width, header.tile_size)
-  tiling = (f"{len(tiles)} tile(s) of {header.tile_size}x"
+  count = file_format.tile_count(header.height, header.width,
+                                 header.tile_size)
+  tiling = (f"{count} tile(s) of {header.tile_size}x"
             f"{header.tile_size}" if header.tile_size else "one tile")
   print(f"file:       {args.input} ({len(data)} bytes, {bpp:.4f} bpp)")
   print(f"format:     version {header.version}, "

@@ -76,8 +76,7 @@ def decompress_image(data, model, max_pixels=file_format.DEFAULT_MAX_PIXELS):
   """
   header, sections = file_format.unpack(data, max_pixels=max_pixels)
   check_model(header, model)
-  rects = file_format.tiles(header.height, header.width, header.tile_size)
-  _check_sections(header, rects, sections, model)
+  rects = _check_sections(header, sections, model)
   coder = model.tile_coder()
   try:
     latents = coder.decode_latents(sections, rects, header.height,
@@ -99,14 +98,19 @@ def decompress_image(data, model, max_pixels=file_format.DEFAULT_MAX_PIXELS):
                       f"({error.message.splitlines()[0]})") from None
 
 
-def _check_sections(header, rects, sections, model):
-  """Every tile has the sections `model.section_shapes` gives its size."""
+def _check_sections(header, sections, model):
+  """The tiles' rectangles, once every tile is known to have the sections
+  `model.section_shapes` gives its size (the tile size and count checked
+  before any tile is listed: a forged size of 1 would list millions)."""
   if header.tile_size % model.downsampling_factor:
     raise FormatError(f"tile size {header.tile_size} is not a multiple of "
                       f"{model.downsampling_factor}")
-  if len(rects) > MAX_TILES:
-    raise FormatError(f"{len(rects)} tiles of {header.tile_size} pixels are "
+  count = file_format.tile_count(header.height, header.width,
+                                 header.tile_size)
+  if count > MAX_TILES:
+    raise FormatError(f"{count} tiles of {header.tile_size} pixels are "
                       f"more than the decoder accepts ({MAX_TILES})")
+  rects = file_format.tiles(header.height, header.width, header.tile_size)
   expected = [shape for rect in rects for shape in model.section_shapes(
       rect[2] - rect[0], rect[3] - rect[1])]
   if len(sections) != len(expected):
@@ -117,6 +121,7 @@ def _check_sections(header, rects, sections, model):
       raise FormatError(f"section {index} has shape {section.shape}; its "
                         f"tile of the {header.width}x{header.height} image "
                         f"needs {shape}")
+  return rects
 
 
 def check_model(header, model):

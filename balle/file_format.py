@@ -95,6 +95,13 @@ class Section:
   data: bytes
 
 
+def tile_count(height, width, tile_size):
+  """How many tiles `tiles` gives, without listing them."""
+  if tile_size == 0:
+    return 1
+  return -(-height // tile_size) * -(-width // tile_size)
+
+
 def tiles(height, width, tile_size):
   """The tiles' pixel rectangles (top, left, bottom, right), raster order;
   tile_size 0 is one tile covering the image."""

@@ -235,3 +235,12 @@ def test_tile_grids_the_decoder_does_not_accept(tiny_model):
   many = dataclasses.replace(header, height=2048, width=2048, tile_size=16)
   with pytest.raises(FormatError, match="16384 tiles of 16 pixels are more"):
     codec.decompress_image(_forge(data, header=many), tiny_model)
+  # Both checks come before the tiles are listed: billions of forged tiles
+  # (found by benchmarks/fuzz_decoder.py) are refused at once.
+  for tile_size, message in ((1, "not a multiple of 16"),
+                             (16, "14062500 tiles of 16 pixels")):
+    huge = dataclasses.replace(header, height=60000, width=60000,
+                               tile_size=tile_size)
+    with pytest.raises(FormatError, match=message):
+      codec.decompress_image(_forge(data, header=huge), tiny_model,
+                             max_pixels=None)
