@@ -30,6 +30,8 @@ deterministic: the file order, and each image's patches, seeded by its place
 in the stream.
 """
 
+import threading
+
 import numpy as np
 import tensorflow as tf
 
@@ -77,6 +79,7 @@ class PatchStream:
     self.shuffle_patches = shuffle_patches
     self.seed = seed
     self.skipped = set()
+    self._skipped_lock = threading.Lock()
 
   def dataset(self, input_context=None):
     """Endless tf.data.Dataset of float32 batches on the 0..255 scale.
@@ -134,8 +137,12 @@ class PatchStream:
         raise ValueError(f"{image.shape[1]}x{image.shape[0]} is smaller than "
                          f"the patch size {p}")
     except (ValueError, OSError) as error:
-      self.skipped.add(path)
-      data.warn_skipped(path, f"{error}; skipped for the rest of the run")
+      # Files are decoded in parallel: only the first failure warns.
+      with self._skipped_lock:
+        first = path not in self.skipped
+        self.skipped.add(path)
+      if first:
+        data.warn_skipped(path, f"{error}; skipped for the rest of the run")
       return none
     rng = np.random.default_rng(seed)
     return np.stack([data.draw_patch(image, p, rng, self.random_downsample)
