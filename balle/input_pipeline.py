@@ -74,12 +74,11 @@ def choose_pipeline(pipeline, decoded_bytes, memory_budget_gib):
 def training_data(patterns, patchsize, batchsize, multiple, num_validation=0,
                   seed=0, channels=3, validation_patterns=(),
                   random_downsample=False, pipeline="auto",
-                  memory_budget_gib=2.0, num_shards=1, shard_index=0):
+                  memory_budget_gib=2.0):
   """(patches, list of validation images).
 
   `patches` is a balle.data.PatchSampler or a balle.streaming.PatchStream
-  over this worker's shard of the training images (balle.data.shard_files;
-  the budget applies to the shard), as `choose_pipeline` decides; logs the
+  over the training images, as `choose_pipeline` decides; logs the
   choice and why, and the number of images found, held out, skipped and
   used. Validation images are decoded into memory and cropped to multiples
   of `multiple` (the model's downsampling factor), never skipped.
@@ -95,24 +94,21 @@ def training_data(patterns, patchsize, batchsize, multiple, num_validation=0,
   if not usable:
     raise ValueError(f"no training images of at least {patchsize}x"
                      f"{patchsize} px (the patch size) in {patterns}")
-  mine = data.shard_files(usable, num_shards, shard_index)
-  decoded_bytes = sum(height * width * c for _, height, width, c in mine)
+  decoded_bytes = sum(height * width * c for _, height, width, c in usable)
   choice, why = choose_pipeline(pipeline, decoded_bytes, memory_budget_gib)
   logging.info("training images: %d found, %d held out for validation, %d "
-               "unreadable, %d smaller than %d px, %d used%s (%.1f Mpix)",
+               "unreadable, %d smaller than %d px, %d used (%.1f Mpix)",
                len(files), len(validation_files),
                len(train_files) - len(headers), len(headers) - len(usable),
-               patchsize, len(mine),
-               f" by shard {shard_index} of {num_shards}"
-               if num_shards > 1 else "",
-               sum(h * w for _, h, w, _ in mine) / 1e6)
+               patchsize, len(usable),
+               sum(h * w for _, h, w, _ in usable) / 1e6)
   if choice == "memory":
     if decoded_bytes > memory_budget_gib * GIB:
       logging.warning("input pipeline: in memory, as forced, above the "
                       "memory budget (%s)", why)
     else:
       logging.info("input pipeline: images decoded into memory (%s)", why)
-    images, _ = data.load_images([path for path, _, _, _ in mine], patchsize,
+    images, _ = data.load_images([path for path, _, _, _ in usable], patchsize,
                                  channels, skip_unreadable=True)
     patches = data.PatchSampler(images, patchsize, batchsize, seed,
                                 random_downsample)
@@ -122,8 +118,7 @@ def training_data(patterns, patchsize, batchsize, multiple, num_validation=0,
                  streaming.PATCHES_PER_IMAGE, why)
     patches = streaming.PatchStream([path for path, _, _, _ in usable],
                                     patchsize, batchsize, seed,
-                                    random_downsample, channels, num_shards,
-                                    shard_index)
+                                    random_downsample, channels)
   validation, _ = data.load_images(validation_files, 0, channels)
   validation = [data.crop_to_multiple(a, multiple) for a in validation]
   logging.info("validation images: %s",

@@ -2,7 +2,7 @@
 for training sets whose decoded pixels do not fit the memory budget
 (balle.input_pipeline chooses between this and balle.data.PatchSampler).
 
-    files of this worker (balle.data.shard_files)
+    files (under tf.distribute: this input pipeline's share)
       shuffled anew each epoch, repeated
       decoded in parallel, PATCHES_PER_IMAGE patches drawn from each
       shuffle buffer of SHUFFLE_PATCHES patches
@@ -58,19 +58,16 @@ class PatchStream:
     seed: int or tuple of ints (numpy's seed), for file order and patches.
     random_downsample: balle.data.draw_patch's.
     channels: 1 or 3 (gray repeated to RGB, RGB reduced to luma).
-    num_shards, shard_index: this worker's share of the files
-      (balle.data.shard_files), e.g. the task's of a multi-worker cluster.
     patches_per_image, shuffle_patches: see the module constants.
   """
 
   def __init__(self, files, patchsize, batchsize, seed=0,
-               random_downsample=False, channels=3, num_shards=1,
-               shard_index=0, patches_per_image=PATCHES_PER_IMAGE,
+               random_downsample=False, channels=3,
+               patches_per_image=PATCHES_PER_IMAGE,
                shuffle_patches=SHUFFLE_PATCHES):
     if channels not in (1, 3):
       raise ValueError(f"channels must be 1 or 3, got {channels}")
-    self.files = data.shard_files(files, num_shards, shard_index)
-    self.num_shards, self.shard_index = num_shards, shard_index
+    self.files = list(files)
     self.patchsize = patchsize
     self.batchsize = batchsize
     self.channels = channels
@@ -85,7 +82,8 @@ class PatchStream:
     """Endless tf.data.Dataset of float32 batches on the 0..255 scale.
 
     With a tf.distribute.InputContext (`distribute_datasets_from_function`)
-    the stream's files are sharded further among the input pipelines and
+    the stream's files are sharded among the input pipelines
+    (balle.data.shard_files), each seeded by its index, and
     the batches are the per-replica share of `batchsize`. tf.distribute's
     automatic sharding is turned off: the files are sharded here.
     """
@@ -96,7 +94,7 @@ class PatchStream:
                                pipeline)
       batchsize = input_context.get_per_replica_batch_size(self.batchsize)
     file_seed, patch_seed = (int(v) for v in np.random.default_rng(
-        (*np.atleast_1d(self.seed), self.shard_index, pipeline)).integers(
+        (*np.atleast_1d(self.seed), pipeline)).integers(
             2 ** 31, size=2))
     names = tf.data.Dataset.from_tensor_slices(files).shuffle(
         len(files), seed=file_seed, reshuffle_each_iteration=True)

@@ -54,7 +54,9 @@ class Trainer:
     self.strategy = distribute.create_strategy(config.strategy,
                                                config.cpu_devices)
     self.is_chief = distribute.is_chief(self.strategy)
-    tf.random.set_seed(config.seed)
+    # Seeds Python's `random` too, from which Keras' initializers draw
+    # their seeds: with TF's seed alone every process starts elsewhere.
+    tf.keras.utils.set_random_seed(config.seed)
     with self.strategy.scope():
       self._create_replicated_state()
     # The run's bookkeeping, read as Python numbers and updated once per
