@@ -12,11 +12,13 @@ folder (default `campaign/`; one folder per model family, e.g.
                  PSNR gaps to JPEG 2000 on the same images and (Kodak) to
                  the published curve of the family's paper (Ballé 2017,
                  Ballé 2018), at the same bpp (balle.campaign_records).
-  anchor/        the anchor after the last leg, frozen and rounded to float16
-                 (`CompressionModel.half_precision_copy`): 4.2 MB at
-                 N=128, the only thing a leg adds to git history.
+  anchor/        the anchor after the last leg, frozen and stored compactly
+                 (`CompressionModel.compact_copy`: float16, inner kernels
+                 int8; the earlier anchors were float16 throughout): 2.5 MB
+                 for bls2017 at N=128, 7.2 MB for bmshj2018 at N=128,
+                 M=192, the only thing a leg adds to git history.
 
-  ladder/        the rate ladder (balle.ladder): one float16 model per
+  ladder/        the rate ladder (balle.ladder): one compact model per
                  quality 1..8, each fine-tuned from its neighbour towards
                  the anchor, recorded in campaign.json like a leg.
 
@@ -66,7 +68,7 @@ class LegRecord:
   train_loss: float            # mean over the leg's last logged windows
   validation_bpp: float        # held-out training images, real coding
   validation_psnr_db: float
-  # The float16 anchor coded as whole files, per test set (e.g. "kodak"):
+  # The compact anchor coded as whole files, per test set (e.g. "kodak"):
   # {"bpp": ..., "psnr_db": ..., "ms_ssim": ...} and, in legs recorded since
   # they were added, GAP_J2K and (Kodak) the gap to the published curve
   # (campaign_records.figures_of_test_set).
@@ -130,7 +132,7 @@ class Campaign(ladder.LadderMixin):
   def end_leg(self, leg_final_dir, flags, train_loss, measure=None):
     """Records a finished leg whose frozen model is in `leg_final_dir`.
 
-    Replaces anchor/ with the float16 copy of that model (written to a new
+    Replaces anchor/ with the compact copy of that model (written to a new
     folder, measured there by `measure(folder)` -> {
     test set name -> {"bpp", "psnr_db", "ms_ssim"}) if given, then renamed
     into place) and appends the leg's record.
@@ -143,7 +145,7 @@ class Campaign(ladder.LadderMixin):
                      else self.plan.get("init_gpix", 0.0))
     previous_time_s = (self.legs[-1].cumulative_wall_time_s if self.legs
                        else self.plan.get("init_wall_time_s", 0.0))
-    anchor = load_model(leg_final_dir).half_precision_copy()
+    anchor = load_model(leg_final_dir).compact_copy()
     test_sets = self._replace_anchor(anchor, measure) or {}
     record = LegRecord(
         leg=self.next_leg,

@@ -1,4 +1,4 @@
-"""The rate ladder of a campaign: one float16 model per quality 1..8 of
+"""The rate ladder of a campaign: one compact model per quality 1..8 of
 `balle compress`, each fine-tuned from its neighbour towards the campaign's
 anchor (issue 11), recorded in campaign.json like a leg and shipped into
 balle/pretrained. Each model family has its own ladder (`ladder_of`).
@@ -142,7 +142,7 @@ class LadderMixin:
     return rung(quality, self.architecture)
 
   def rung_dir(self, quality):
-    """Committed folder of rung `quality`'s float16 model."""
+    """Committed folder of rung `quality`'s compact model."""
     return os.path.join(self.directory, LADDER_DIR, self.rung(quality).name)
 
   def next_rung(self):
@@ -160,7 +160,7 @@ class LadderMixin:
     `rung_flags` (e.g. smaller patches for a slower family), with the rung's
     lambda and N,
     `steps` steps, one validation at the end, warm-started from the parent
-    rung's committed float16 model (widened by the trainer where N grows),
+    rung's committed compact model (widened by the trainer where N grows),
     seed 100 + quality.
     """
     target = self.rung(quality)
@@ -188,7 +188,7 @@ class LadderMixin:
     """Records rung `quality`: its frozen model in `final_dir`, or for the
     anchor's rung (final_dir None) the anchor as it is.
 
-    The float16 copy goes to rung_dir(quality) and is measured there by
+    The compact copy goes to rung_dir(quality) and is measured there by
     `measure` (as in end_leg); the anchor's rung reuses the last leg's
     figures when the anchor is that leg's model.
     """
@@ -223,7 +223,7 @@ class LadderMixin:
           f"the model {model.config.name} (lambda {model.config.lmbda}, N "
           f"{model.config.num_filters}, M "
           f"{model.config.num_latent_channels})")
-    model = model.half_precision_copy()
+    model = model.compact_copy()
     test_sets = save_measured(model, self.rung_dir(quality),
                                measure) or test_sets
     record = RungRecord(

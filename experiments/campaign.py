@@ -15,7 +15,7 @@ first traces it, so a run that imports the working tree crashes hours in
 when that tree is edited beside it (it happened in leg 1). Stop it early
 with SIGTERM (kill PID): it writes a checkpoint.
 `end_leg` freezes the leg's latest checkpoint, replaces campaign/anchor with
-its float16 copy, codes Kodak and the held-out photographs with that copy,
+its compact copy (balle.weight_storage), codes Kodak and the held-out photographs with that copy,
 measures JPEG 2000 (OpenJPEG 9/7) on the same images (experiments.baselines,
 cached in <work_dir>/baselines-<set>, so later legs reuse it), and appends
 the leg to campaign/campaign.json with the PSNR gaps to JPEG 2000 and (Kodak)
@@ -36,8 +36,8 @@ shipped models of the campaign's family that are not shipped rungs.
 
 `ladder` makes the rate ladder of the campaign's family (balle.ladder): the anchor becomes
 quality 5 as it is, then each missing rung is fine-tuned for --rung_steps
-from its neighbour towards the anchor (4, 3, 2, 1, then 6, 7, 8), frozen to
-float16 in campaign/ladder/ and measured like an anchor. It stops when the
+from its neighbour towards the anchor (4, 3, 2, 1, then 6, 7, 8), frozen
+compactly in campaign/ladder/ and measured like an anchor. It stops when the
 time budget is used up; rerunning it resumes the unfinished rung (same
 machine) or restarts it (a fresh one) and goes on with the rest.
 """

@@ -6,8 +6,10 @@
 Writes DESTINATION/<model name>/ (config.json, weights.npz and the training
 run's recipe.json), each file atomically. The default destination is this
 checkout's balle/pretrained, never the installed package. The weights are
-rounded to float16 to halve the repository size; evaluate the shipped model
-afterwards (experiments.evaluate) to see what that cost.
+stored compactly (float16, the inner convolution kernels int8: ~0.3x the
+float32 bytes; `benchmarks/weight_storage.py` measures what that costs on
+validation images); evaluate the shipped model afterwards
+(experiments.evaluate).
 """
 
 import os
@@ -30,11 +32,10 @@ FLAGS = flags.FLAGS  # --model_dir is checked in main, not marked required:
 
 def ship(trained_directory, destination, overwrite=False):
   """Saves a compact copy of the model in `trained_directory` (weights
-  rounded to float16: `half_precision_copy`, about half the bytes) as
+  float16, inner kernels int8: `compact_copy`, ~0.3x the bytes) as
   destination/<its config name>, with the run's recipe.json beside it if
   there is one. Returns that folder."""
-  model = compression_model.load_model(
-      trained_directory).half_precision_copy()
+  model = compression_model.load_model(trained_directory).compact_copy()
   target = os.path.join(destination, model.config.name)
   model.save(target, overwrite=overwrite)
   recipe = os.path.join(trained_directory, train_config.RECIPE_FILE)

@@ -129,3 +129,12 @@ def results_document(bpp, psnr, image_set="set-a", codec=""):
   return {"name": codec or "model", "codec": codec, "image_set": image_set,
           "results": {"bpp": list(bpp), "psnr-rgb": list(psnr),
                       "ms-ssim-rgb": [0.97] * len(bpp)}}
+
+
+def assert_stored_compactly(directory):
+  """The model in `directory` is a `compact_copy`: kernels int8 with float16
+  scales, those touching the pixels float16 (balle.weight_storage)."""
+  with np.load(os.path.join(directory, "weights.npz")) as arrays:
+    kinds = {n: arrays[n].dtype for n in arrays.files if "kernel" in n}
+  assert {np.dtype(np.int8), np.dtype(np.float16)} == set(kinds.values())
+  assert all(kinds[n] == np.float16 for n in kinds if n.endswith("@scale"))

@@ -5,7 +5,6 @@ import json
 import os
 import sys
 
-import numpy as np
 import pytest
 from absl.testing import flagsaver
 
@@ -16,6 +15,7 @@ from balle import campaign as campaign_lib
 from balle import campaign_records
 from balle import rd_plot
 from balle.model import FactorizedPriorModel
+from conftest import assert_stored_compactly
 from conftest import fake_leg
 from conftest import results_document
 from experiments import campaign as campaign_runner
@@ -25,7 +25,7 @@ PLAN_FLAGS = {"lmbda": 0.025, "num_filters": 8, "patchsize": 64,
 GAP_BALLE2017 = "psnr_gap_balle2017_db"
 
 
-def test_legs_chain_through_the_float16_anchor(tmp_path, tiny_model_dir):
+def test_legs_chain_through_the_compact_anchor(tmp_path, tiny_model_dir):
   directory = str(tmp_path / "campaign")
   campaign = campaign_lib.create(directory, PLAN_FLAGS, init_from="seed/",
                                  init_gpix=1.0, init_wall_time_s=60.0)
@@ -52,9 +52,7 @@ def test_legs_chain_through_the_float16_anchor(tmp_path, tiny_model_dir):
 
   anchor = FactorizedPriorModel.load(campaign.anchor_dir)
   assert anchor.model_id.hex() == record.model_id
-  with np.load(os.path.join(campaign.anchor_dir, "weights.npz")) as arrays:
-    kernels = [arrays[n] for n in arrays.files if "kernel" in n]
-  assert kernels and all(k.dtype == np.float16 for k in kernels)
+  assert_stored_compactly(campaign.anchor_dir)
 
   reloaded = campaign_lib.Campaign(directory)
   assert reloaded.next_leg == 2 and reloaded.legs[0] == record

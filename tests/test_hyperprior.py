@@ -120,10 +120,13 @@ def test_save_load_keeps_the_model_id(hyper_model, tmp_path):
   image = smooth_image(50, 30)
   assert (codec.compress_image(loaded, image) ==
           codec.compress_image(model, image))
-  copy = model.half_precision_copy()
-  copy.save(str(tmp_path / "half"))
-  assert compression_model.load_model(
-      str(tmp_path / "half")).model_id == copy.model_id
+  for name, copy in (("half", model.half_precision_copy()),
+                     ("compact", model.compact_copy())):
+    copy.save(str(tmp_path / name))
+    assert compression_model.load_model(
+        str(tmp_path / name)).model_id == copy.model_id
+  with np.load(tmp_path / "compact" / "weights.npz") as arrays:
+    assert arrays["hyper_deconv_2/kernel_real"].dtype == np.int8
 
 
 _CODE_IN_SUBPROCESS = """

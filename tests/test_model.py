@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from balle import codec
+from balle import metrics
 from balle import model as model_lib
 from balle.model import FactorizedPriorModel, ModelConfig
 from conftest import smooth_image
@@ -142,6 +143,7 @@ def test_unfrozen_model_cannot_be_saved(tmp_path):
 _CODE_IN_SUBPROCESS = """
 import sys, numpy as np
 from balle import codec
+from balle import metrics
 from balle.model import FactorizedPriorModel
 model = FactorizedPriorModel.load(sys.argv[1])
 image = np.load(sys.argv[2])
@@ -195,6 +197,28 @@ def test_half_precision_copy_saves_compactly(tiny_model, tmp_path):
   assert data == codec.compress_image(copy, image)
   np.testing.assert_array_equal(codec.decompress_image(data, loaded),
                                 codec.decompress_image(data, copy))
+
+
+def test_compact_copy_stores_int8_kernels_and_codes_as_it_loads(tiny_model,
+                                                                tmp_path):
+  image = smooth_image(40, 56)
+  compact = tmp_path / "compact"
+  copy = tiny_model.compact_copy()
+  copy.save(str(compact))
+  with np.load(compact / "weights.npz") as arrays:
+    assert arrays["conv_1/kernel_real"].dtype == np.int8
+    assert arrays["conv_1/kernel_real@scale"].dtype == np.float16
+    assert arrays["conv_0/kernel_real"].dtype == np.float16  # RGB in
+    assert arrays["gdn_0/reparam_beta"].dtype == np.float16
+  loaded = FactorizedPriorModel.load(str(compact))
+  assert loaded.model_id == copy.model_id != tiny_model.model_id
+  data = codec.compress_image(loaded, image)
+  assert data == codec.compress_image(copy, image)
+  np.testing.assert_array_equal(codec.decompress_image(data, loaded),
+                                codec.decompress_image(data, copy))
+  assert metrics.psnr_rgb(image, codec.decompress_image(data, loaded)) == (
+      pytest.approx(metrics.psnr_rgb(image, codec.decompress_image(
+          codec.compress_image(tiny_model, image), tiny_model)), abs=0.5))
 
 
 def test_mixed_precision_model_codes_only_through_a_float32_copy():

@@ -1,0 +1,77 @@
+"""What int8 convolution kernels cost: each model's `compact_copy` (kernels
+int8 with a float16 scale per filter, balle.weight_storage) against its
+`half_precision_copy` (float16, how models shipped until now), in one run.
+
+    python benchmarks/weight_storage.py --images=campaign/yardstick.txt \
+        [--models=bls2017-mse-0.0250,bmshj2018-mse-0.0250]
+
+Both copies of a model code the same images into whole files
+(balle.diagnosis.measure: bpp from the file size); prints each copy's
+weights.npz bytes, bpp, PSNR and J = bpp + lambda MSE, the size ratio and
+the change of J as dB at equal rate (balle.diagnosis.db_at_equal_rate).
+Use validation images (the campaign's yardstick), never Kodak, to decide.
+"""
+
+import os
+import tempfile
+
+from absl import app
+from absl import flags
+
+from balle import compression_model
+from balle import data
+from balle import diagnosis
+from balle import pretrained
+
+_MODELS = flags.DEFINE_list(
+    "models", ["bls2017-mse-0.0250", "bmshj2018-mse-0.0250"],
+    "Model names or folders.")
+_IMAGES = flags.DEFINE_string(
+    "images", None, "Images: glob patterns (comma-separated), a folder, or "
+    "a .txt file listing one path per line.", required=True)
+
+
+def image_files(spec):
+  """Paths of `spec`: a .txt list of paths, else glob patterns."""
+  if spec.endswith(".txt"):
+    with open(spec) as f:
+      return [line.strip() for line in f if line.strip()]
+  return data.expand_patterns(spec)
+
+
+def saved_bytes(model):
+  """Size of the model's weights.npz as `save` writes it."""
+  with tempfile.TemporaryDirectory() as directory:
+    model.save(directory)
+    return os.path.getsize(os.path.join(directory,
+                                        compression_model.WEIGHTS_FILE))
+
+
+def main(argv):
+  del argv
+  files = image_files(_IMAGES.value)
+  images, _ = data.load_images(files)
+  print(f"{len(images)} images from {_IMAGES.value}")
+  print("| model | copy | weights MB | bpp | PSNR dB | J | size ratio | "
+        "dB at equal rate |")
+  print("|---|---|---:|---:|---:|---:|---:|---:|")
+  for name in _MODELS.value:
+    model = pretrained.resolve(name)
+    lmbda = model.config.lmbda
+    crops = [data.crop_to_multiple(a, model.downsampling_factor)
+             for a in images]
+    rows = {}
+    for label, copy in (("float16", model.half_precision_copy()),
+                        ("int8 kernels", model.compact_copy())):
+      rows[label] = (saved_bytes(copy), diagnosis.measure(copy, crops, lmbda))
+    base_bytes, base = rows["float16"]
+    for label, (size, figures) in rows.items():
+      db = diagnosis.db_at_equal_rate(figures["loss"], base["loss"], lmbda,
+                                      base["mse_255"])
+      print(f"| {name} | {label} | {size / 1e6:.2f} | {figures['bpp']:.4f} "
+            f"| {figures['psnr_db']:.3f} | {figures['loss']:.4f} | "
+            f"{size / base_bytes:.3f} | {db:+.4f} |", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
