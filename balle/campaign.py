@@ -43,6 +43,7 @@ from balle.campaign_records import TRAINING_RECIPE
 from balle.campaign_records import gpix
 from balle.campaign_records import now
 from balle.campaign_records import portable_flags
+from balle.campaign_records import projection
 from balle.campaign_records import published_curve
 from balle.campaign_records import published_gap_key
 from balle.campaign_records import published_title
@@ -197,30 +198,65 @@ class Campaign(ladder.LadderMixin):
       rows.append("| " + " | ".join(cells + figures) + " |")
     return "\n".join(rows)
 
-  def plot_learning_curve(self, path):
-    """Writes a PNG of the PSNR gaps (dB) vs cumulative training Gpix.
-
-    One point per leg that recorded the gap: Kodak to the published curve
-    of the family's paper and to JPEG 2000, held-out photographs to JPEG 2000
-    (each at
-    the anchor's bpp; 0 dB = on the reference). Written atomically, replacing
-    `path`; ValueError when no leg has a gap yet.
+  def learning_curves(self):
+    """[(label, [(cumulative Gpix, gap dB, leg)])]: per leg that recorded
+    it, the anchor's PSNR gap at its bpp (0 dB = on the reference) on Kodak
+    to the published curve of the family's paper and to JPEG 2000, and on
+    the held-out photographs to JPEG 2000; curves without points left out.
     """
     published = published_curve(self.architecture)
     series = (("kodak", published_gap_key(published),
-               f"Kodak - {published_title(published)} (published)",
-               "tab:red", "o"),
-              ("kodak", GAP_J2K, "Kodak - JPEG 2000 (measured)", "tab:green",
-               "s"),
+               f"Kodak - {published_title(published)} (published)"),
+              ("kodak", GAP_J2K, "Kodak - JPEG 2000 (measured)"),
               ("holdout", GAP_J2K, "held-out photographs - JPEG 2000 "
-               "(measured)", "tab:blue", "^"))
-    lines = []
-    for name, key, label, color, marker in series:
+               "(measured)"))
+    curves = []
+    for name, key, label in series:
       points = [(r.cumulative_gpix, r.test_sets[name][key], r.leg)
                 for r in self.legs
                 if r.test_sets.get(name, {}).get(key) is not None]
       if points:
-        lines.append((points, label, color, marker))
+        curves.append((label, points))
+    return curves
+
+  def projection_lines(self):
+    """Per learning curve, where it reaches 0 dB (campaign_records.projection
+    over all its legs) and the wall hours that takes at the campaign's
+    pace so far (Gpix per wall hour over its legs)."""
+    hours = sum(r.wall_time_s for r in self.legs) / 3600
+    pace = sum(r.gpix for r in self.legs) / hours if hours else 0.0
+    lines = []
+    for label, points in self.learning_curves():
+      gpix_now, gap_now = points[-1][:2]
+      line = f"- {label}: {gap_now:+.2f} dB at {gpix_now:.1f} Gpix"
+      fit = projection(points)
+      if fit is None:
+        lines.append(line + "; one point, no slope yet")
+        continue
+      line += (f"; {fit['slope_db_per_doubling']:+.3f} dB per doubling of "
+               f"Gpix (least squares over legs "
+               f"{', '.join(str(p[2]) for p in points)})")
+      target = fit["gpix_at_target"]
+      if target is None:
+        lines.append(line + "; the gap does not close with compute")
+      elif target <= gpix_now:
+        lines.append(line + "; at or above the reference")
+      else:
+        more = target - gpix_now
+        lines.append(line + f"; 0 dB at ~{target:,.0f} Gpix: {more:,.0f} "
+                     f"Gpix more, ~{more / pace:,.0f} wall hours at "
+                     f"{pace:.2f} Gpix/h")
+    return lines
+
+  def plot_learning_curve(self, path):
+    """Writes a PNG of the `learning_curves` (gap vs cumulative Gpix).
+
+    Written atomically, replacing `path`; ValueError when no leg has a gap
+    yet.
+    """
+    styles = (("tab:red", "o"), ("tab:green", "s"), ("tab:blue", "^"))
+    lines = [(points, label, *style) for (label, points), style in zip(
+        self.learning_curves(), styles)]
     if not lines:
       raise ValueError("no leg has recorded a PSNR gap yet")
     import matplotlib  # pylint: disable=import-outside-toplevel

@@ -9,6 +9,8 @@ import os
 import shutil
 import tempfile
 
+import numpy as np
+
 from balle import pretrained
 from balle import rd_plot
 from balle import reference_curves
@@ -113,6 +115,28 @@ def gpix(steps, flags):
   """Training pixels (Gpix) of `steps` steps under `flags` ({name: value}
   of experiments.train flags with batchsize and patchsize)."""
   return steps * int(flags["batchsize"]) * int(flags["patchsize"]) ** 2 / 1e9
+
+
+def projection(points, target_db=0.0):
+  """Where a learning curve reaches `target_db`: a least-squares fit of
+      gap(g) = a + b log2(g)   [dB, g = cumulative training Gpix]
+  to `points` [(g, gap)], solved for gap(g*) = target_db.
+
+  {"slope_db_per_doubling": b, "gpix_at_target": g*}, g* None when the
+  gap does not close with compute (b <= 0, or g* beyond 2^1000 Gpix); None
+  under two distinct g.
+  """
+  gpix_values = np.array([p[0] for p in points], np.float64)
+  if len(set(gpix_values)) < 2:
+    return None
+  slope, intercept = np.polyfit(np.log2(gpix_values),
+                                [p[1] for p in points], 1)
+  at_target = None
+  if slope > 1e-6:  # a flat curve fits to +-1e-16
+    doublings = (target_db - intercept) / slope
+    at_target = 2.0 ** doublings if doublings < 1000 else None
+  return {"slope_db_per_doubling": float(slope),
+          "gpix_at_target": None if at_target is None else float(at_target)}
 
 
 def portable_flags(flags):

@@ -128,7 +128,13 @@ def pack(header, sections):
   head = _HEADER.pack(MAGIC, VERSION, header.channels, header.model_id,
                       header.architecture.encode("ascii"), header.height,
                       header.width, header.tile_size, len(sections))
-  body = b"".join([head, *table, *(bytes(s.data) for s in sections)])
+  return with_checksum(
+      b"".join([head, *table, *(bytes(s.data) for s in sections)]))
+
+
+def with_checksum(body):
+  """`body` followed by its Adler-32, the last 4 bytes of a file (a test or
+  fuzzer that rewrites a file's bytes recomputes it with this)."""
   return body + struct.pack(">I", zlib.adler32(body))
 
 

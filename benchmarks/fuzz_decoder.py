@@ -75,7 +75,8 @@ def seed_files(model, images=()):
 
 def _recheck(data):
   """`data` with its last 4 bytes replaced by the Adler-32 of the rest."""
-  return data[:-4] + struct.pack(">I", zlib.adler32(data[:-4]))
+  from balle import file_format  # pylint: disable=import-outside-toplevel
+  return file_format.with_checksum(data[:-4])
 
 
 def _interesting(rng, size):

@@ -223,6 +223,9 @@ def main(argv):
   campaign = campaign_lib.Campaign(FLAGS.campaign_dir)
   if argv[1] == "table":
     print(campaign.markdown_table())
+    print("\nProjection to 0 dB from the learning curves "
+          "(campaign_records.projection):")
+    print("\n".join(campaign.projection_lines()))
     if campaign.ladder:
       print("\n" + campaign.ladder_table())
     return

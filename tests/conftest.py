@@ -5,8 +5,6 @@ import dataclasses
 import json
 import os
 import shutil
-import struct
-import zlib
 
 import numpy as np
 from PIL import Image
@@ -22,6 +20,7 @@ if _WORKERS > 1:
   tf.config.threading.set_inter_op_parallelism_threads(_THREADS)
 
 # pylint: disable=wrong-import-position
+from balle import file_format
 from balle.compression_model import load_model
 from balle.hyperprior import ScaleHyperpriorModel
 from balle.model import FactorizedPriorModel, ModelConfig
@@ -51,7 +50,7 @@ def write_noise_image(path, height, width, seed=0, mode="RGB"):
 
 def recheck(data):
   """File bytes `data` with their checksum recomputed: what a forger does."""
-  return data[:-4] + struct.pack(">I", zlib.adler32(data[:-4]))
+  return file_format.with_checksum(data[:-4])
 
 
 def _frozen_model_dir(tmp_path_factory, name, model):

@@ -132,6 +132,15 @@ def test_table_and_learning_curve_show_the_gaps(tmp_path):
   assert table[3].endswith("| 0.700 / 31.00 / 0.9700 | -1.50 | -2.25 | "
                            "0.800 / 30.00 / 0.9600 | - |")
   assert table[4].endswith("| -1.50 | -1.00 | - | - |")
+  # Ballé 2017: 1.25 dB over log2(10/8) doublings, 1 dB to go; 6 Gpix in
+  # 6 wall hours. JPEG 2000: flat. Held-out: no gap recorded.
+  published, j2k = reloaded.projection_lines()
+  assert published.startswith("- Kodak - Ballé 2017 (published): -1.00 dB "
+                              "at 10.0 Gpix; +3.883 dB per doubling")
+  assert "legs 2, 3" in published
+  assert published.endswith("0 dB at ~12 Gpix: 2 Gpix more, ~2 wall hours "
+                            "at 1.00 Gpix/h")
+  assert j2k.endswith("the gap does not close with compute")
 
   path = str(tmp_path / "curve.png")
   for _ in range(2):  # the second call replaces the first plot

@@ -1,5 +1,7 @@
 """Tests of balle/campaign_records.py: a test set's figures and gaps."""
 
+import math
+
 import pytest
 
 from balle import campaign_records
@@ -13,6 +15,19 @@ _J2K = results_document([0.25, 1.0], [30.0, 34.0], codec="j2k")
 _PUBLISHED = reference_curves.PublishedCurve(
     key="fake", family="balle2017", label="fake", citation="-", source="-",
     psnr_rgb=((0.25, 31.0), (1.0, 35.0)), ms_ssim_rgb=())
+
+
+def test_projection_solves_the_log_linear_learning_curve():
+  points = [(g, -2.0 + 0.25 * math.log2(g)) for g in (4.0, 8.0, 16.0)]
+  fit = campaign_records.projection(points)
+  assert fit["slope_db_per_doubling"] == pytest.approx(0.25)
+  assert fit["gpix_at_target"] == pytest.approx(256.0)
+  assert campaign_records.projection(points, target_db=-1.0)[
+      "gpix_at_target"] == pytest.approx(16.0)
+  falling = [(4.0, -1.0), (8.0, -1.2)]
+  assert campaign_records.projection(falling)["gpix_at_target"] is None
+  assert campaign_records.projection([(4.0, -1.0)]) is None
+  assert campaign_records.projection([(4.0, -1.0), (4.0, -0.9)]) is None
 
 
 def test_figures_of_test_set_gaps_at_the_same_bpp():
