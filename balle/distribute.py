@@ -24,7 +24,9 @@ up to the order of float summation.
                 TensorFlow asks, but into a temporary folder of their own
                 that they delete right after; they write no summaries and no
                 final model, and resume from the chief's checkpoints, so
-                model_dir must be on storage every worker reads.
+                model_dir must be on storage every worker reads. When a
+                worker dies the others stop (balle.training.WorkerLostError)
+                and all are started again.
 
 Each worker runs one input pipeline (the samplers' `dataset(input_context)`).
 In memory (balle.data.PatchSampler) every worker holds all images, draws the

@@ -76,6 +76,12 @@ class _Stop(Exception):
   """Raised by the SIGTERM handler to leave the loop through `finally`."""
 
 
+class WorkerLostError(RuntimeError):
+  """A worker of a multi_worker cluster stopped: TensorFlow's coordination
+  service misses its heartbeats (~10 s) and aborts the collectives of the
+  others, so every worker stops and all must be started again."""
+
+
 def train(config, on_step=None):
   """Runs (or resumes) training until a budget is used up, then finalizes.
 
@@ -101,6 +107,14 @@ def train(config, on_step=None):
     except _Stop:
       logging.info("stopped by SIGTERM; rerun the same command to resume")
       return trainer
+    except tf.errors.UnavailableError as error:
+      if config.strategy != "multi_worker":
+        raise
+      raise WorkerLostError(
+          f"a worker of the cluster stopped at step {int(trainer.step)} "
+          f"({_cause(error.message)}): start every worker again "
+          f"with the same flags; they resume from the chief's latest "
+          f"checkpoint ({trainer.latest_checkpoint})") from None
   finalize(trainer)
   return trainer
 
@@ -146,6 +160,15 @@ def _train_session(trainer, sampler, validation, on_step):
         on_step(trainer)
       if done:
         return
+
+
+def _cause(message):
+  """The sentence of a TensorFlow error message that says what happened."""
+  lines = [line.strip() for line in message.splitlines() if line.strip()]
+  line = next((line for line in lines if "aborted by: " in line),
+              lines[0] if lines else "no message")
+  line = line.split("aborted by: ")[-1]
+  return line.split(". ")[0][:300]
 
 
 def budget_used_up(config, step, elapsed_s):
@@ -202,12 +225,13 @@ def _sigterm_raises_stop():
 def _checkpoint_on_exit(trainer, guard):
   """Checkpoints the last step however a session ends (budget, SIGTERM,
   Ctrl-C, an error in a callback), except after a non-finite loss (the last
-  good checkpoint stays the latest) or while the guard suspects a blow-up."""
+  good checkpoint stays the latest), after a lost worker (the checkpoint
+  needs them all) or while the guard suspects a blow-up."""
   keep = True
   try:
     yield
-  except NonFiniteLossError:
-    keep = False
+  except (NonFiniteLossError, tf.errors.UnavailableError):
+    keep = False  # after UnavailableError (a worker lost) no collective runs
     raise
   except (KeyboardInterrupt, _Stop):
     logging.info("interrupted at step %d", int(trainer.step))

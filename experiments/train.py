@@ -102,7 +102,10 @@ def main(argv):
   if FLAGS.finalize_only:
     training.finalize_only(config)
   else:
-    training.train(config)
+    try:
+      training.train(config)
+    except training.WorkerLostError as error:
+      raise SystemExit(f"train: {error}") from None
 
 
 if __name__ == "__main__":

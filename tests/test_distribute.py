@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 from PIL import Image
@@ -179,18 +180,16 @@ def _free_ports(count):
   return ports
 
 
-@pytest.mark.usefixtures("replica_comparison")
-def test_two_workers_train_and_the_chief_writes_the_model(tmp_path):
-  """Two workers on localhost, each streaming its half of the files."""
+def _start_two_workers(tmp_path, flags):
+  """[(process, log path)] of two localhost workers of experiments.train
+  --strategy=multi_worker with `flags`, training on 4 images."""
   _write_images(str(tmp_path / "images"))
   workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
   command = [
       "-m", "experiments.train", "--strategy=multi_worker",
       "--train_glob=images", "--model_dir=run", "--num_filters=8",
-      "--patchsize=32", "--batchsize=4", "--max_steps=4", "--log_every=2",
-      "--checkpoint_every=2", "--num_validation=0",
-      "--lr_warmup_steps=0", "--ema_decay=0.5", "--clip_norm=1",
-      "--precision=mixed_bfloat16", "--input_pipeline=stream"]
+      "--patchsize=32", "--batchsize=4", "--num_validation=0",
+      "--lr_warmup_steps=0"] + flags
   processes = []
   for index in range(2):
     temp_dir = tmp_path / f"tmp_{index}"
@@ -201,6 +200,16 @@ def test_two_workers_train_and_the_chief_writes_the_model(tmp_path):
     processes.append((_start(command, log_path, cwd=tmp_path,
                              TF_CONFIG=json.dumps(tf_config),
                              TMPDIR=str(temp_dir)), log_path))
+  return processes
+
+
+@pytest.mark.usefixtures("replica_comparison")
+def test_two_workers_train_and_the_chief_writes_the_model(tmp_path):
+  """Two workers on localhost, each streaming its half of the files."""
+  processes = _start_two_workers(tmp_path, [
+      "--max_steps=4", "--log_every=2", "--checkpoint_every=2",
+      "--ema_decay=0.5", "--clip_norm=1", "--precision=mixed_bfloat16",
+      "--input_pipeline=stream"])
   try:
     logs = [_finish(*process) for process in processes]
   finally:
@@ -227,6 +236,33 @@ def test_two_workers_train_and_the_chief_writes_the_model(tmp_path):
   lines = [[line.split("] ")[-1].split("  lr")[0] for line in log.splitlines()
             if "step 4  loss" in line] for log in logs]
   assert lines[0] and lines[0] == lines[1]
+
+
+def test_a_lost_worker_stops_the_other_with_a_clear_error(tmp_path):
+  """kill -9 of one worker: the chief stops within TensorFlow's heartbeat
+  timeout (~10 s) instead of waiting forever, writes no checkpoint it
+  cannot (the save needs both), and says how to resume."""
+  (chief, chief_log), (worker, _) = _start_two_workers(tmp_path, [
+      "--max_steps=100000", "--log_every=1", "--checkpoint_every=2",
+      "--precision=float32"])
+  try:
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline and chief.poll() is None:
+      with open(chief_log) as f:
+        if "step 3  loss" in f.read():
+          break
+      time.sleep(0.5)
+    worker.kill()
+    chief.wait(timeout=120)
+  finally:
+    chief.kill()
+    worker.kill()
+  with open(chief_log) as f:
+    output = f.read()
+  assert chief.returncode == 1, output[-3000:]
+  assert "train: a worker of the cluster stopped at step" in output
+  assert "heartbeat timeout" in output and "Traceback" not in output
+  assert "start every worker again with the same flags" in output
 
 
 def test_two_replicas_take_the_step_of_one_device(replica_comparison):
