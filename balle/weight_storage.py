@@ -38,10 +38,19 @@ def is_int8_kernel(name, shape):
 
 
 def _filter_scales(kernel):
-  """float32 [..., 1, 1]: max |w| of each filter / INT8_LEVELS, rounded to
-  float16 (1 for an all-zero filter)."""
+  """float32 [..., 1, 1]: max |w| of each filter / INT8_LEVELS, rounded
+  down to float16 (1 for an all-zero filter).
+
+  Rounded down, so that each filter's peak is level +-127 exactly (clipped
+  from up to 127.1, more for scales below float16's normal range), and the
+  scales computed again from rounded weights are the same: that is how
+  `_int8_factors` recognizes them. Rounded to nearest, a subnormal scale
+  could put a peak at level 126."""
   peak = np.max(np.abs(kernel), axis=(-2, -1), keepdims=True)
-  scales = np.where(peak > 0, peak / INT8_LEVELS, 1).astype(np.float16)
+  exact = np.where(peak > 0, peak / INT8_LEVELS, 1).astype(np.float32)
+  scales = exact.astype(np.float16)
+  scales = np.where(scales.astype(np.float32) > exact,
+                    np.nextafter(scales, np.float16(0)), scales)
   smallest = np.float16(2.0 ** -24)  # a peak too small for float16's range
   return np.maximum(scales, smallest).astype(np.float32)
 

@@ -68,6 +68,22 @@ def test_each_array_is_stored_exactly_in_its_smallest_form():
   assert int8_bytes < 0.6 * stored["conv_0/kernel_imag"].nbytes  # float16
 
 
+@pytest.mark.parametrize("peak", [0.5, 5e-4, 1e-5, 1e-7, 0.0])
+def test_rounded_kernels_of_any_magnitude_are_stored_as_int8(peak):
+  """Down to float16's subnormal scales (peak / 127 < 6.1e-5), where a
+  scale rounded to nearest could put a filter's peak at level 126."""
+  kernel = _kernel(seed=3)
+  kernel *= peak / np.abs(kernel).max(axis=(2, 3), keepdims=True)
+  rounded = weight_storage.round_to_int8_filters(kernel)
+  stored, read, _ = _write_and_read({"conv/kernel_real": rounded})
+  assert stored["conv/kernel_real"].dtype == np.int8
+  assert read["conv/kernel_real"].astype(np.float32).tobytes() == (
+      rounded.tobytes())
+  if peak >= 1e-4:  # half a level; subnormal scales: the peak's clipping
+    np.testing.assert_allclose(rounded, kernel, rtol=0,
+                               atol=peak / 127 * (0.5 if peak > 1e-3 else 2))
+
+
 def test_a_negative_zero_keeps_a_kernel_out_of_int8():
   kernel = weight_storage.round_to_int8_filters(_kernel())
   kernel[0, 0, 0, 0] = -0.0
