@@ -314,13 +314,16 @@ class CompressionModel(tf.keras.Model):
     bytes."""
     return self._frozen_copy(lambda name, weight: _float16_values(weight))
 
-  def compact_copy(self):
+  def compact_copy(self, int8_kernel=weight_storage.is_int8_kernel):
     """`half_precision_copy` with the inner convolution kernels rounded
     further, to int8 levels times a float16 scale per filter
     (balle.weight_storage): `save` stores it in ~0.6x the bytes of the
-    half-precision copy (benchmarks/weight_storage.py measures the cost)."""
+    half-precision copy (benchmarks/weight_storage.py measures the cost).
+    `int8_kernel(name, shape)` chooses the kernels rounded so (other
+    choices than the default are for measurements: `save` stores int8 only
+    what `weight_storage.is_int8_kernel` selects)."""
     def convert(name, weight):
-      if weight_storage.is_int8_kernel(name, weight.shape):
+      if int8_kernel(name, weight.shape):
         return weight_storage.round_to_int8_filters(weight.numpy())
       return _float16_values(weight)
     return self._frozen_copy(convert)

@@ -32,8 +32,8 @@ def is_int8_kernel(name, shape):
   """Whether variable `name` of `shape` is a kernel that `compact_copy`
   rounds to int8: every convolution but those that touch the pixels (at
   most PIXEL_CHANNELS inputs or outputs), which hold few weights but most of
-  the error int8 causes (0.05 of the 0.06 dB it costs bls2017 at lambda
-  0.025, benchmarks/README.md)."""
+  the error int8 causes (bls2017 at lambda 0.025: 0.05 dB for its first
+  layer alone, benchmarks/README.md, "Weight storage")."""
   return name.endswith(KERNEL_SUFFIXES) and min(shape[:2]) > PIXEL_CHANNELS
 
 

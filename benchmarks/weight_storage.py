@@ -21,7 +21,6 @@ import tempfile
 
 from absl import app
 from absl import flags
-import tensorflow as tf
 
 from balle import compression_model
 from balle import data
@@ -59,12 +58,9 @@ def saved_bytes(model):
 
 def one_layer_int8_copy(model, layer):
   """The half-precision copy with only `layer`'s kernels rounded to int8."""
-  def convert(name, weight):
-    if name.startswith(layer + "/") and name.endswith(
-        weight_storage.KERNEL_SUFFIXES):
-      return weight_storage.round_to_int8_filters(weight.numpy())
-    return tf.cast(tf.cast(weight, tf.float16), tf.float32)
-  return model._frozen_copy(convert)  # pylint: disable=protected-access
+  return model.compact_copy(
+      int8_kernel=lambda name, shape: name.startswith(layer + "/") and (
+          name.endswith(weight_storage.KERNEL_SUFFIXES)))
 
 
 def main(argv):

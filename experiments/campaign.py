@@ -15,8 +15,8 @@ first traces it, so a run that imports the working tree crashes hours in
 when that tree is edited beside it (it happened in leg 1). Stop it early
 with SIGTERM (kill PID): it writes a checkpoint.
 `end_leg` freezes the leg's latest checkpoint, replaces campaign/anchor with
-its compact copy (balle.weight_storage), codes Kodak and the held-out photographs with that copy,
-measures JPEG 2000 (OpenJPEG 9/7) on the same images (experiments.baselines,
+its compact copy (balle.weight_storage), codes Kodak and the held-out
+photographs with that copy, measures JPEG 2000 (OpenJPEG 9/7) on the same images (experiments.baselines,
 cached in <work_dir>/baselines-<set>, so later legs reuse it), and appends
 the leg to campaign/campaign.json with the PSNR gaps to JPEG 2000 and (Kodak)
 to the published Ballé 2017 curve at the anchor's bpp. `table` prints the

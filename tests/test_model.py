@@ -180,6 +180,19 @@ def test_replicate_edges_to_multiple():
   assert same.shape == (16, 32, 3)
 
 
+def _assert_codes_as_it_loads(copy, directory, source, image):
+  """The `copy` of `source` saved in `directory` loads with its model id
+  (another than the source's) and codes `image` as the copy does; returns
+  the decoded pixels."""
+  loaded = FactorizedPriorModel.load(directory)
+  assert loaded.model_id == copy.model_id != source.model_id
+  data = codec.compress_image(loaded, image)
+  assert data == codec.compress_image(copy, image)
+  decoded = codec.decompress_image(data, loaded)
+  np.testing.assert_array_equal(decoded, codec.decompress_image(data, copy))
+  return decoded
+
+
 def test_half_precision_copy_saves_compactly(tiny_model, tmp_path):
   image = smooth_image(40, 56)
   full, half = tmp_path / "full", tmp_path / "half"
@@ -191,12 +204,7 @@ def test_half_precision_copy_saves_compactly(tiny_model, tmp_path):
     assert arrays["continuous_batched_entropy_model/cdf"].dtype == np.int16
   assert (half / "weights.npz").stat().st_size < 0.7 * (  # npz headers
       full / "weights.npz").stat().st_size
-  loaded = FactorizedPriorModel.load(str(half))
-  assert loaded.model_id == copy.model_id != tiny_model.model_id
-  data = codec.compress_image(loaded, image)
-  assert data == codec.compress_image(copy, image)
-  np.testing.assert_array_equal(codec.decompress_image(data, loaded),
-                                codec.decompress_image(data, copy))
+  _assert_codes_as_it_loads(copy, str(half), tiny_model, image)
 
 
 def test_compact_copy_stores_int8_kernels_and_codes_as_it_loads(tiny_model,
@@ -210,13 +218,8 @@ def test_compact_copy_stores_int8_kernels_and_codes_as_it_loads(tiny_model,
     assert arrays["conv_1/kernel_real@scale"].dtype == np.float16
     assert arrays["conv_0/kernel_real"].dtype == np.float16  # RGB in
     assert arrays["gdn_0/reparam_beta"].dtype == np.float16
-  loaded = FactorizedPriorModel.load(str(compact))
-  assert loaded.model_id == copy.model_id != tiny_model.model_id
-  data = codec.compress_image(loaded, image)
-  assert data == codec.compress_image(copy, image)
-  np.testing.assert_array_equal(codec.decompress_image(data, loaded),
-                                codec.decompress_image(data, copy))
-  assert metrics.psnr_rgb(image, codec.decompress_image(data, loaded)) == (
+  decoded = _assert_codes_as_it_loads(copy, str(compact), tiny_model, image)
+  assert metrics.psnr_rgb(image, decoded) == (
       pytest.approx(metrics.psnr_rgb(image, codec.decompress_image(
           codec.compress_image(tiny_model, image), tiny_model)), abs=0.5))
 
