@@ -69,6 +69,8 @@ ARMS = {arm.name: arm for arm in (
         "/ 0.025) at the warm start (balle.widen.rescale_latents), for arms "
         "at a higher lambda than the anchor's",
         {"init_latent_scale": "auto"}),
+    Arm("latents192", "M = 192 latent channels at N = 128, the 64 new ones "
+        "starting silent (balle.widen)", {"latent_channels": 192}),
     Arm("ste", "rounded latents with a straight-through gradient into g_s "
         "(noise stays for the rate)", {"decoder_latents": "rounded_ste"}),
 )}

@@ -335,14 +335,16 @@ class LadderMixin:
     "steps" and "wall h" are the rung's own fine-tuning; "in all" adds the
     anchor's and its chain's training (rung_training)."""
     columns = test_set_columns(self.ladder)
-    titles = ["quality", "lambda", "N", "fine-tuned from", "steps", "wall h",
+    titles = ["quality", "lambda", "N / M", "fine-tuned from", "steps", "wall h",
               "in all: Gpix / wall h", "validation bpp / PSNR dB"]
     titles += [test_set_title(column) for column in columns]
     rows = ["| " + " | ".join(titles) + " |",
             "|" + "---:|" * len(titles)]
     for r in self.ladder:
       in_all = self.rung_training(r.quality)
-      cells = [str(r.quality), f"{r.lmbda:g}", str(r.num_filters), r.parent,
+      latents = self.rung(r.quality).config.num_latent_channels
+      cells = [str(r.quality), f"{r.lmbda:g}", f"{r.num_filters} / {latents}",
+               r.parent,
                f"{r.steps:,}", f"{r.wall_time_s / 3600:.2f}",
                "-" if in_all is None else
                f"{in_all[0]:.1f} / {in_all[1] / 3600:.2f}",

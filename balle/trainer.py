@@ -330,22 +330,25 @@ def warm_start(model, directory):
   """Copies the trainable weights (transforms and prior) from a saved model
   of the same architecture (other lambda).
 
-  A bls2017 source with fewer filters is embedded in `model` by balle.widen
-  (same reconstruction, new channels freshly initialized)."""
+  A bls2017 source with fewer filters N or latent channels M is embedded in
+  `model` by balle.widen (same reconstruction, new filters freshly
+  initialized, new latents silent)."""
   source = compression_model.load_model(directory)
   if source.ARCHITECTURE != model.ARCHITECTURE:
     raise ValueError(f"--init_from model is {source.ARCHITECTURE!r}, this "
                      f"run {model.ARCHITECTURE!r}")
-  if source.config.num_filters < model.config.num_filters:
+  source_size, size = ((c.num_filters, c.num_latent_channels)
+                        for c in (source.config, model.config))
+  if source_size != size and all(a <= b for a, b in zip(source_size, size)):
     widen.widen(source, model)
-    logging.info("warm start from %s (lambda=%g), widened from %d to %d "
-                 "filters", directory, source.config.lmbda,
-                 source.config.num_filters, model.config.num_filters)
+    logging.info("warm start from %s (lambda=%g), widened from N %d, M %d "
+                 "to N %d, M %d", directory, source.config.lmbda,
+                 *source_size, *size)
     return
-  if source.config.num_filters != model.config.num_filters:
-    raise ValueError(f"--init_from model has num_filters="
-                     f"{source.config.num_filters}, more than this run's "
-                     f"{model.config.num_filters}")
+  if source_size != size:
+    raise ValueError(f"--init_from model has N {source_size[0]}, M "
+                     f"{source_size[1]}: more than this run's N {size[0]}, "
+                     f"M {size[1]} in one of them")
   weights = source.named_weights()
   for name, target in model.named_weights().items():
     target.assign(weights[name])

@@ -20,15 +20,21 @@ Chen et al. 2016, "function-preserving" widening):
   old with a new channel starts at gamma = 0 (tfc's initialization is
   0.1 * identity), so normalization of old channels is unchanged too.
 
-Only the rate changes, and by much: the new latent channels are random
-projections coded under a fresh prior. The anchor (N = 128, lambda 0.025)
-widened to 192 and fine-tuned at lambda 0.0483 still spent 2.2 training
-bpp after 1,500 steps, so the campaign's ladder stays at N = 128
+New latent channels (M grows, with N or alone through `latent_channels`)
+start silent: their g_a weights are scaled by NEW_LATENT_GAIN and their
+prior is narrowed by PRIOR_NARROWING, so they carry ~nothing and cost
+~nothing (a noisy latent of ~0 under a density much narrower than the
+noise), and g_s reads them with zero weights. Training switches them on
+where the distortion term pays for their rate. Before this, new latents were
+random projections coded under a fresh prior: the anchor (N = 128, lambda
+0.025) widened to 192 and fine-tuned at lambda 0.0483 still spent 2.2
+training bpp after 1,500 steps, so the campaign's ladder stays at N = 128
 (docs/campaign.md, "Making the ladder").
 """
 
 import dataclasses
 
+import numpy as np
 import tensorflow as tf
 
 from balle.model import FactorizedPriorModel
@@ -43,18 +49,22 @@ def _is_trainable_weight(name):
 def widen(narrow, wide):
   """Assigns `narrow`'s weights into the wider, freshly built `wide`.
 
-  Both are FactorizedPriorModel of the same channels and GDN form, with
-  wide.config.num_filters >= narrow.config.num_filters. Kernels are stored
-  (in, out, ...); biases, GDN and prior parameters have channels leading.
+  Both are FactorizedPriorModel of the same channels and GDN form, with at
+  least as many filters N and latent channels M in `wide`. Kernels are
+  stored (in, out, ...); biases, GDN and prior parameters have channels
+  leading. New latent channels start silent (module doc).
   """
+  if not (isinstance(narrow, FactorizedPriorModel)
+          and isinstance(wide, FactorizedPriorModel)):
+    raise ValueError("widen: only bls2017 (factorized prior) models")
   n, c = narrow.config, wide.config
   if (n.channels, n.gdn_form) != (c.channels, c.gdn_form):
     raise ValueError("widen: channels and gdn_form must match")
-  if n.latent_channels or c.latent_channels:
-    raise ValueError("widen: models with latent_channels M != N are not "
-                     "supported")
   if c.num_filters < n.num_filters:
     raise ValueError(f"widen: {c.num_filters} filters < {n.num_filters}")
+  if c.num_latent_channels < n.num_latent_channels:
+    raise ValueError(f"widen: {c.num_latent_channels} latent channels < "
+                     f"{n.num_latent_channels}")
   source = narrow.named_weights()
   for name, variable in wide.named_weights().items():
     if not _is_trainable_weight(name):
@@ -65,14 +75,17 @@ def widen(narrow, wide):
     if name.endswith(_KERNEL_SUFFIXES):
       value[old.shape[0]:, :old.shape[1]] = 0  # new -> old channels
     variable.assign(value)
+  _silence_latents(wide, first=n.num_latent_channels)
 
 
-def widened_copy(narrow, num_filters, seed=0):
-  """A new (unfrozen) model with `num_filters` filters computing `narrow`'s
-  reconstruction; its new weights are drawn with `seed`."""
+def widened_copy(narrow, num_filters, seed=0, latent_channels=0):
+  """A new (unfrozen) model with `num_filters` filters (and M =
+  `latent_channels`, 0: N) computing `narrow`'s reconstruction; its new
+  weights are drawn with `seed`."""
   tf.random.set_seed(seed)
   wide = FactorizedPriorModel(dataclasses.replace(
-      narrow.config, num_filters=num_filters, name=""))
+      narrow.config, num_filters=num_filters, latent_channels=latent_channels,
+      name=""))
   widen(narrow, wide)
   return wide
 
@@ -81,6 +94,34 @@ def widened_copy(narrow, num_filters, seed=0):
 _LAST_ANALYSIS = "conv_2/"
 _FIRST_SYNTHESIS = "deconv_0/"
 _PRIOR_INPUT_MATRIX = "DeepFactorized/matrix_0"
+# New latent channels: g_a's weights into them times NEW_LATENT_GAIN, their
+# prior density p(y) -> k p(k y) with k = PRIOR_NARROWING (a fresh prior
+# spans ~+-10, narrowed ~+-0.01: a noisy ~0 latent costs ~0.01 bit).
+NEW_LATENT_GAIN = 1e-2
+PRIOR_NARROWING = 1e3
+
+
+def _scale_prior_input(variable, factor, channels=slice(None)):
+  """p(y) -> p(y / factor) / factor for `channels` of the prior, by scaling
+  its first (softplus-parameterized) matrix by 1 / factor."""
+  value = variable.numpy()
+  scaled = np.logaddexp(0, value[channels]) / factor  # softplus
+  value[channels] = scaled + np.log(-np.expm1(-scaled))  # its inverse
+  variable.assign(value)
+
+
+def _silence_latents(model, first):
+  """Latent channels `first`.. of `model` carry and cost ~nothing."""
+  if first >= model.config.num_latent_channels:
+    return
+  for name, variable in model.named_weights().items():
+    if name.startswith(_LAST_ANALYSIS):
+      value = variable.numpy()  # bias (M,) or kernel (N, M, ...)
+      outputs = (slice(None),) * (value.ndim > 1) + (slice(first, None),)
+      value[outputs] *= NEW_LATENT_GAIN
+      variable.assign(value)
+    elif name == _PRIOR_INPUT_MATRIX:
+      _scale_prior_input(variable, 1 / PRIOR_NARROWING, slice(first, None))
 
 
 def rescale_latents(model, factor):
@@ -105,5 +146,4 @@ def rescale_latents(model, factor):
         _KERNEL_SUFFIXES):
       variable.assign(variable / factor)
     elif name == _PRIOR_INPUT_MATRIX:
-      scaled = tf.nn.softplus(variable) / factor
-      variable.assign(tf.math.log(tf.math.expm1(scaled)))  # softplus^-1
+      _scale_prior_input(variable, factor)

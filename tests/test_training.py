@@ -281,6 +281,23 @@ def test_warm_start_widens_a_narrower_model(tmp_path, image_dir):
     trainer_lib.Trainer(_config(tmp_path / "narrow", image_dir, num_filters=4,
                              init_from=str(tmp_path / "source"))
                      ).restore_or_initialize()
+  with pytest.raises(ValueError, match="M 8: more than"):
+    trainer_lib.Trainer(_config(tmp_path / "fewer", image_dir, num_filters=12,
+                             latent_channels=6,
+                             init_from=str(tmp_path / "source"))
+                     ).restore_or_initialize()
+
+
+def test_warm_start_adds_latent_channels(tmp_path, image_dir):
+  source = _saved_source(tmp_path)
+  config = _config(tmp_path / "run", image_dir, latent_channels=12,
+                   init_from=str(tmp_path / "source"))
+  trainer = trainer_lib.Trainer(config)
+  trainer.restore_or_initialize()
+  weights = trainer.model.named_weights()
+  assert weights["conv_2/kernel_real"].shape[1] == 12
+  np.testing.assert_array_equal(weights["conv_1/kernel_real"].numpy(),
+                                source.named_weights()["conv_1/kernel_real"])
 
 
 def test_finalize_only_freezes_an_unfinished_run(tmp_path, image_dir,

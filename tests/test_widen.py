@@ -51,10 +51,38 @@ def test_new_channels_get_gradients():
   assert deconv_in and np.abs(deconv_in[0].numpy()[8:]).max() > 0
 
 
+def test_new_latent_channels_start_silent_and_free():
+  narrow = _trained_like(8, seed=5)
+  wide = widen.widened_copy(narrow, 8, seed=6, latent_channels=12)
+  assert wide.config.num_latent_channels == 12
+  image = smooth_image(48, 64)[None].astype(np.float32)
+  latents = wide.analysis(image / 255.)
+  np.testing.assert_allclose(latents[..., :8], narrow.analysis(image / 255.),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+      narrow.synthesis(tf.round(latents[..., :8])),
+      wide.synthesis(tf.round(latents)), rtol=1e-5, atol=1e-5)
+  old, new = latents[..., :8], latents[..., 8:]
+  assert 0 < np.abs(new).max() < 0.05 * np.abs(old).max()
+  # Noisy latents of the new channels cost ~nothing under their prior;
+  # a fresh prior (the wide model's own before silencing) costs bits.
+  noisy = new + tf.random.uniform(tf.shape(new), -0.5, 0.5, seed=1)
+  bits = -np.log2(wide.prior.prob(tf.pad(noisy, [[0, 0]] * 3 + [[8, 0]])))
+  assert bits[..., 8:].mean() < 0.05
+  fresh = FactorizedPriorModel(ModelConfig(num_filters=8, latent_channels=12))
+  assert -np.log2(fresh.prior.prob(
+      tf.pad(noisy, [[0, 0]] * 3 + [[8, 0]]))[..., 8:]).mean() > 1
+
+
 def test_widen_refuses_narrower_or_other_models():
   narrow = FactorizedPriorModel(ModelConfig(num_filters=8))
   with pytest.raises(ValueError, match="filters"):
     widen.widen(FactorizedPriorModel(ModelConfig(num_filters=12)), narrow)
+  with pytest.raises(ValueError, match="latent channels"):
+    widen.widen(FactorizedPriorModel(ModelConfig(num_filters=8,
+                                                 latent_channels=12)),
+                FactorizedPriorModel(ModelConfig(num_filters=12,
+                                                 latent_channels=10)))
   with pytest.raises(ValueError, match="gdn_form"):
     widen.widen(narrow, FactorizedPriorModel(
         ModelConfig(num_filters=12, gdn_form="simplified")))
