@@ -329,6 +329,35 @@ class LadderMixin:
         rates[f"{name} vs {title}"] = rd_plot.bd_rate(reference, ours)[0]
     return rates
 
+  def ladder_comparison(self, other):
+    """This ladder against `other`'s (another family's campaign), as
+    Markdown lines: per test set both measured, the BD-rate (%, PSNR) of
+    this curve against the other's, and each ladder's training in all
+    (rung_training: Gpix and wall hours, least to most over its rungs)."""
+    lines = []
+    names = [{name for r in c.ladder for name in r.test_sets}
+             for c in (self, other)]
+    for name in sorted(names[0] & names[1],
+                       key=lambda name: (name != "kodak", name)):
+      curves = [[(r.test_sets[name]["bpp"], r.test_sets[name]["psnr_db"])
+                 for r in c.ladder if name in r.test_sets]
+                for c in (self, other)]
+      rate, overlap = rd_plot.bd_rate(curves[1], curves[0])
+      lines.append(f"- {name}: BD-rate (PSNR) of the {self.architecture} "
+                   f"ladder against the {other.architecture} ladder: "
+                   + ("-" if not math.isfinite(rate) else f"{rate:+.1f} %")
+                   + f" ({overlap:.0%} of the PSNR range overlaps)")
+    for c in (self, other):
+      spent = [t for t in (c.rung_training(r.quality) for r in c.ladder)
+               if t is not None]
+      if spent:
+        gpix_, hours = [sorted(v) for v in zip(*spent)]
+        lines.append(
+            f"- {c.architecture} ladder ({len(c.ladder)} rungs), training in "
+            f"all per rung: {gpix_[0]:.1f}-{gpix_[-1]:.1f} Gpix, "
+            f"{hours[0] / 3600:.2f}-{hours[-1] / 3600:.2f} wall h")
+    return lines
+
   def ladder_table(self):
     """The ladder's rungs as a Markdown table, then its BD-rates.
 

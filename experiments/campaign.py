@@ -28,11 +28,15 @@ cumulative training Gpix, one point per leg.
         --holdout=HOLDOUT_DIR
 
     python -m experiments.campaign ship [--qualities=1,3,5] [--replace_shipped]
+    python -m experiments.campaign compare --campaign_dir=campaign/bmshj2018 \
+        --against=campaign
 
 `ship` copies the made rungs (or those of --qualities), byte for byte, into
 balle/pretrained with their records (recipe.json) and measured figures
 (measured.json, read by `balle models`); --replace_shipped also deletes
 shipped models of the campaign's family that are not shipped rungs.
+`compare` prints the BD-rate of this campaign's ladder against another
+family's on each test set both measured, with each ladder's training.
 
 `ladder` makes the rate ladder of the campaign's family (balle.ladder): the anchor becomes
 quality 5 as it is, then each missing rung is fine-tuned for --rung_steps
@@ -78,11 +82,13 @@ flags.DEFINE_bool("replace_shipped", False, "ship: delete shipped models "
                   "of the campaign's family that are not shipped rungs.")
 flags.DEFINE_list("qualities", [], "ship: the rungs to ship (default: every "
                   "made rung).")
+flags.DEFINE_string("against", "", "compare: the other family's campaign "
+                    "folder (e.g. campaign).")
 flags.DEFINE_string("output", "docs/campaign_learning_curve.png",
                     "plot: the PNG to write (replaced if it exists).")
 FLAGS = flags.FLAGS
 
-ACTIONS = ("leg", "end_leg", "ladder", "ship", "table", "plot")
+ACTIONS = ("leg", "end_leg", "ladder", "ship", "table", "plot", "compare")
 
 
 def _python_module(module, arguments, cwd=None):
@@ -231,6 +237,12 @@ def main(argv):
     return
   if argv[1] == "ship":
     _ship(campaign)
+    return
+  if argv[1] == "compare":
+    if not FLAGS.against:
+      raise app.UsageError("compare needs --against=<other campaign folder>")
+    print("\n".join(campaign.ladder_comparison(
+        campaign_lib.Campaign(FLAGS.against))))
     return
   if argv[1] == "plot":
     try:

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import sys
+import types
 
 import pytest
 from absl.testing import flagsaver
@@ -169,3 +170,42 @@ def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
   reloaded.ladder[2].model_id = "0" * 16  # the files are not what was measured
   with pytest.raises(ValueError, match="not the model rung"):
     reloaded.ship(str(shipped))
+
+
+class _RecordedLadder(ladder.LadderMixin):
+  """The records a ladder comparison reads: rungs 4-6 of `architecture`
+  at `points` ((bpp, PSNR dB) per rung) and the anchor's leg."""
+
+  def __init__(self, architecture, points, anchor_gpix):
+    self.plan = {"train_flags": {"architecture": architecture}}
+    self.ladder = [
+        ladder.RungRecord(
+            quality=quality, lmbda=0.01 * quality, num_filters=8,
+            date="", parent="anchor" if quality == ladder.ANCHOR_QUALITY
+            else "x", steps=0 if quality == ladder.ANCHOR_QUALITY else 200,
+            wall_time_s=360.0, validation_bpp=bpp, validation_psnr_db=psnr,
+            test_sets={"kodak": {"bpp": bpp, "psnr_db": psnr}},
+            model_id=f"{architecture}-{quality}",
+            flags=["--batchsize=8", "--patchsize=250"])
+        for quality, (bpp, psnr) in zip((4, 5, 6), points)]
+    self.legs = [types.SimpleNamespace(
+        model_id=f"{architecture}-5", cumulative_gpix=anchor_gpix,
+        cumulative_wall_time_s=7200.0)]
+
+
+def test_ladder_comparison_gives_the_bd_rate_and_the_training():
+  points = [(0.5, 30.0), (0.8, 32.0), (1.2, 34.0)]
+  factorized = _RecordedLadder("bls2017", points, anchor_gpix=20.0)
+  # The same qualities at 80 % of the bits: BD-rate -20 %.
+  hyperprior = _RecordedLadder(
+      "bmshj2018", [(0.8 * bpp, psnr) for bpp, psnr in points],
+      anchor_gpix=2.0)
+  lines = hyperprior.ladder_comparison(factorized)
+  assert lines[0].startswith("- kodak: BD-rate (PSNR) of the bmshj2018 "
+                             "ladder against the bls2017 ladder: -20.0 %")
+  # Rungs 4 and 6 add 200 steps of 8x250^2 (0.1 Gpix, 0.1 h) to the anchor's.
+  assert lines[1] == ("- bmshj2018 ladder (3 rungs), training in all per "
+                      "rung: 2.0-2.1 Gpix, 2.00-2.10 wall h")
+  assert "bls2017 ladder (3 rungs)" in lines[2]
+  assert factorized.ladder_comparison(hyperprior)[0].endswith(
+      "+25.0 % (100% of the PSNR range overlaps)")
