@@ -364,7 +364,8 @@ class LadderMixin:
     "steps" and "wall h" are the rung's own fine-tuning; "in all" adds the
     anchor's and its chain's training (rung_training)."""
     columns = test_set_columns(self.ladder)
-    titles = ["quality", "lambda", "N / M", "fine-tuned from", "steps", "wall h",
+    titles = ["quality", "lambda", "N / M", "fine-tuned from", "steps",
+              "wall h",
               "in all: Gpix / wall h", "validation bpp / PSNR dB"]
     titles += [test_set_title(column) for column in columns]
     rows = ["| " + " | ".join(titles) + " |",
