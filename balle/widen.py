@@ -24,12 +24,16 @@ New latent channels (M grows, with N or alone through `latent_channels`)
 start silent: their g_a weights are scaled by NEW_LATENT_GAIN and their
 prior is narrowed by PRIOR_NARROWING, so they carry ~nothing and cost
 ~nothing (a noisy latent of ~0 under a density much narrower than the
-noise), and g_s reads them with zero weights. Training switches them on
-where the distortion term pays for their rate. Before this, new latents were
-random projections coded under a fresh prior: the anchor (N = 128, lambda
-0.025) widened to 192 and fine-tuned at lambda 0.0483 still spent 2.2
-training bpp after 1,500 steps, so the campaign's ladder stays at N = 128
-(docs/campaign.md, "Making the ladder").
+noise), and g_s reads them with zero weights. Whether training switches
+them on is the question: in the diagnosis arm `latents192` (2,000 steps
+from the anchor, docs/campaign.md "Diagnosis") it did not. Their latents
+stayed at ~0.004 (std) against the quantization step of 1, coding 0 bits:
+a near-saddle, since g_s sees them only through the training noise. Before
+this, new latents were random projections coded under a fresh prior: the
+anchor (N = 128, lambda 0.025) widened to 192 and fine-tuned at lambda
+0.0483 still spent 2.2 training bpp after 1,500 steps, so the campaign's
+ladder stays at N = 128 (docs/campaign.md, "Making the ladder"). Between
+the two (new latents of std ~1 under a prior of that width) is untried.
 """
 
 import dataclasses
