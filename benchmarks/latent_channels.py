@@ -1,0 +1,87 @@
+"""How a factorized (bls2017) model spends its bits over its latent
+channels, for the diagnosis (docs/campaign.md, "Diagnosis"): which channels
+carry information and which are idle.
+
+  python -m benchmarks.latent_channels --model=campaign/anchor \
+      --images=campaign/yardstick.txt --count=12
+
+For the first --count images (a folder, glob, or a text file listing one
+path per line) the latents are rounded and each channel's bits are
+-log2 p(round(y)) under the model's learned density (the noisy density at
+the rounded value: what the range coder spends, up to the quantization
+offsets and the tails). Prints the bits per latent of the channels,
+summarized, and the channels carrying more than --threshold bits; with
+--first_new=K also the share of the bits in channels K.. (the channels a
+widening added: balle.widen).
+"""
+
+from absl import app
+from absl import flags
+import numpy as np
+
+flags.DEFINE_string("model", None, "Saved model folder (bls2017).")
+flags.DEFINE_multi_string("images", [], "Image folders, globs or lists.")
+flags.DEFINE_integer("count", 12, "Images used (the first of the list).")
+flags.DEFINE_float("threshold", 0.5, "Bits per latent of a used channel.")
+flags.DEFINE_integer("first_new", 0, "First channel added by a widening "
+                     "(0: none).")
+flags.mark_flags_as_required(["model"])
+FLAGS = flags.FLAGS
+
+
+def _files(patterns):
+  from balle import data  # pylint: disable=g-import-not-at-top
+  files = []
+  for pattern in patterns:
+    if pattern.endswith(".txt"):
+      with open(pattern) as f:
+        files += [line.strip() for line in f if line.strip()]
+    else:
+      files += data.expand_patterns([pattern])
+  return files
+
+
+def channel_bits(model, images):
+  """Mean bits per latent of each channel of `model` over `images` (uint8
+  arrays), rounded latents under the learned density."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from balle import data  # pylint: disable=g-import-not-at-top
+  totals, count = 0.0, 0
+  for image in images:
+    image = data.crop_to_multiple(image, model.downsampling_factor)
+    latents = model.analysis(image[None].astype(np.float32) / 255.)
+    probability = model.prior.prob(tf.round(latents)).numpy()
+    bits = -np.log2(np.maximum(probability, 1e-9))
+    totals = totals + bits.reshape(-1, bits.shape[-1]).sum(0)
+    count += bits[..., 0].size
+  return totals / count
+
+
+def main(argv):
+  del argv
+  from balle import compression_model  # pylint: disable=g-import-not-at-top
+  from balle import data  # pylint: disable=g-import-not-at-top
+  model = compression_model.load_model(FLAGS.model)
+  if model.ARCHITECTURE != "bls2017":
+    raise SystemExit(f"{FLAGS.model} is {model.ARCHITECTURE}: only bls2017 "
+                     "models have one learned density per channel")
+  files = _files(FLAGS.images)[:FLAGS.count]
+  if not files:
+    raise SystemExit("no images: give --images")
+  images, _ = data.load_images(files, 0, model.config.channels)
+  bits = channel_bits(model, images)
+  print(f"{FLAGS.model}: {len(bits)} latent channels, {len(images)} images")
+  print(f"bits per latent: mean {bits.mean():.3f}, min {bits.min():.3f}, "
+        f"median {np.median(bits):.3f}, max {bits.max():.3f}")
+  print(f"channels above {FLAGS.threshold:g} bit: "
+        f"{int((bits > FLAGS.threshold).sum())} of {len(bits)}")
+  if 0 < FLAGS.first_new < len(bits):
+    new = bits[FLAGS.first_new:]
+    print(f"channels {FLAGS.first_new}..{len(bits) - 1} (added): "
+          f"{new.sum() / bits.sum():.2%} of the bits, mean {new.mean():.4f} "
+          f"bit per latent, {int((new > FLAGS.threshold).sum())} of "
+          f"{len(new)} above {FLAGS.threshold:g} bit")
+
+
+if __name__ == "__main__":
+  app.run(main)
