@@ -27,7 +27,7 @@ prior is narrowed by PRIOR_NARROWING, so they carry ~nothing and cost
 noise), and g_s reads them with zero weights. Whether training switches
 them on is the question: in the diagnosis arm `latents192` (2,000 steps
 from the anchor, docs/campaign.md "Diagnosis") it did not. Their latents
-stayed at ~0.004 (std) against the quantization step of 1, coding 0 bits:
+stayed at an RMS of 0.003 against the quantization step of 1, coding 0 bits:
 a near-saddle, since g_s sees them only through the training noise. Before
 this, new latents were random projections coded under a fresh prior: the
 anchor (N = 128, lambda 0.025) widened to 192 and fine-tuned at lambda

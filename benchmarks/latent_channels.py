@@ -12,7 +12,7 @@ the rounded value: what the range coder spends, up to the quantization
 offsets and the tails). Prints the bits per latent of the channels,
 summarized, and the channels carrying more than --threshold bits; with
 --first_new=K also the share of the bits in channels K.. (the channels a
-widening added: balle.widen).
+widening added: balle.widen) and the RMS of old and added latents.
 """
 
 from absl import app
@@ -42,19 +42,24 @@ def _files(patterns):
 
 
 def channel_bits(model, images):
-  """Mean bits per latent of each channel of `model` over `images` (uint8
-  arrays), rounded latents under the learned density."""
+  """(mean bits per latent, RMS of the latents) of each channel of `model`
+  over `images` (uint8 arrays); bits of the rounded latents under the
+  learned density."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from balle import data  # pylint: disable=g-import-not-at-top
-  totals, count = 0.0, 0
+  bits_sum = squares_sum = 0.0
+  count = 0
   for image in images:
     image = data.crop_to_multiple(image, model.downsampling_factor)
     latents = model.analysis(image[None].astype(np.float32) / 255.)
     probability = model.prior.prob(tf.round(latents)).numpy()
     bits = -np.log2(np.maximum(probability, 1e-9))
-    totals = totals + bits.reshape(-1, bits.shape[-1]).sum(0)
+    channels = bits.shape[-1]
+    bits_sum = bits_sum + bits.reshape(-1, channels).sum(0)
+    squares_sum = squares_sum + np.square(
+        latents.numpy()).reshape(-1, channels).sum(0)
     count += bits[..., 0].size
-  return totals / count
+  return bits_sum / count, np.sqrt(squares_sum / count)
 
 
 def main(argv):
@@ -69,7 +74,7 @@ def main(argv):
   if not files:
     raise SystemExit("no images: give --images")
   images, _ = data.load_images(files, 0, model.config.channels)
-  bits = channel_bits(model, images)
+  bits, rms = channel_bits(model, images)
   print(f"{FLAGS.model}: {len(bits)} latent channels, {len(images)} images")
   print(f"bits per latent: mean {bits.mean():.3f}, min {bits.min():.3f}, "
         f"median {np.median(bits):.3f}, max {bits.max():.3f}")
@@ -81,6 +86,9 @@ def main(argv):
           f"{new.sum() / bits.sum():.2%} of the bits, mean {new.mean():.4f} "
           f"bit per latent, {int((new > FLAGS.threshold).sum())} of "
           f"{len(new)} above {FLAGS.threshold:g} bit")
+    print(f"RMS of the latents: channels 0..{FLAGS.first_new - 1} "
+          f"{rms[:FLAGS.first_new].mean():.4f}, added "
+          f"{rms[FLAGS.first_new:].mean():.4f} (the quantization step is 1)")
 
 
 if __name__ == "__main__":
