@@ -52,6 +52,15 @@ def expand_patterns(patterns):
   return sorted(files)
 
 
+def image_files(spec):
+  """Image paths of `spec`: a .txt file listing one path per line, else glob
+  patterns (expand_patterns)."""
+  if spec.endswith(".txt"):
+    with open(spec) as f:
+      return [line.strip() for line in f if line.strip()]
+  return expand_patterns(spec)
+
+
 def _name_hash(path):
   return hashlib.sha256(os.path.basename(path).encode()).hexdigest()
 

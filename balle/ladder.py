@@ -308,6 +308,11 @@ class LadderMixin:
       return shipped, others, []
     return shipped, [], others
 
+  def ladder_curve(self, name):
+    """((bpp, PSNR dB), ...) of the rungs measured on test set `name`."""
+    return [(r.test_sets[name]["bpp"], r.test_sets[name]["psnr_db"])
+            for r in self.ladder if name in r.test_sets]
+
   def ladder_bd_rates(self):
     """BD-rates (%, PSNR) of the ladder's curve, {title: value}.
 
@@ -323,8 +328,7 @@ class LadderMixin:
                     for name, points in sorted(self.references.items())]
     rates = {}
     for name, title, reference in comparisons:
-      ours = [(r.test_sets[name]["bpp"], r.test_sets[name]["psnr_db"])
-              for r in self.ladder if name in r.test_sets]
+      ours = self.ladder_curve(name)
       if len(ours) >= 2:
         rates[f"{name} vs {title}"] = rd_plot.bd_rate(reference, ours)[0]
     return rates
@@ -339,10 +343,8 @@ class LadderMixin:
              for c in (self, other)]
     for name in sorted(names[0] & names[1],
                        key=lambda name: (name != "kodak", name)):
-      curves = [[(r.test_sets[name]["bpp"], r.test_sets[name]["psnr_db"])
-                 for r in c.ladder if name in r.test_sets]
-                for c in (self, other)]
-      rate, overlap = rd_plot.bd_rate(curves[1], curves[0])
+      rate, overlap = rd_plot.bd_rate(other.ladder_curve(name),
+                                      self.ladder_curve(name))
       lines.append(f"- {name}: BD-rate (PSNR) of the {self.architecture} "
                    f"ladder against the {other.architecture} ladder: "
                    + ("-" if not math.isfinite(rate) else f"{rate:+.1f} %")

@@ -29,18 +29,6 @@ flags.mark_flags_as_required(["model"])
 FLAGS = flags.FLAGS
 
 
-def _files(patterns):
-  from balle import data  # pylint: disable=g-import-not-at-top
-  files = []
-  for pattern in patterns:
-    if pattern.endswith(".txt"):
-      with open(pattern) as f:
-        files += [line.strip() for line in f if line.strip()]
-    else:
-      files += data.expand_patterns([pattern])
-  return files
-
-
 def channel_bits(model, images):
   """(mean bits per latent, RMS of the latents) of each channel of `model`
   over `images` (uint8 arrays); bits of the rounded latents under the
@@ -70,7 +58,8 @@ def main(argv):
   if model.ARCHITECTURE != "bls2017":
     raise SystemExit(f"{FLAGS.model} is {model.ARCHITECTURE}: only bls2017 "
                      "models have one learned density per channel")
-  files = _files(FLAGS.images)[:FLAGS.count]
+  files = [path for spec in FLAGS.images
+           for path in data.image_files(spec)][:FLAGS.count]
   if not files:
     raise SystemExit("no images: give --images")
   images, _ = data.load_images(files, 0, model.config.channels)

@@ -40,14 +40,6 @@ _PER_LAYER = flags.DEFINE_bool(
     "per_layer", False, "Also measure each convolution alone in int8.")
 
 
-def image_files(spec):
-  """Paths of `spec`: a .txt list of paths, else glob patterns."""
-  if spec.endswith(".txt"):
-    with open(spec) as f:
-      return [line.strip() for line in f if line.strip()]
-  return data.expand_patterns(spec)
-
-
 def saved_bytes(model):
   """Size of the model's weights.npz as `save` writes it."""
   with tempfile.TemporaryDirectory() as directory:
@@ -65,7 +57,7 @@ def one_layer_int8_copy(model, layer):
 
 def main(argv):
   del argv
-  files = image_files(_IMAGES.value)[::_STRIDE.value]
+  files = data.image_files(_IMAGES.value)[::_STRIDE.value]
   images, _ = data.load_images(files)
   print(f"{len(images)} images from {_IMAGES.value}")
   print("| model | copy | weights MB | bpp | PSNR dB | J | size ratio | "

@@ -21,6 +21,15 @@ def test_expand_patterns_folders_globs_and_commas(tmp_path):
                                str(tmp_path / "a")]) == [png, jpg]
 
 
+def test_image_files_reads_a_list_or_patterns(tmp_path):
+  png = write_noise_image(tmp_path / "x.png", 8, 8)
+  jpg = write_noise_image(tmp_path / "y.jpg", 8, 8)
+  listing = tmp_path / "list.txt"
+  listing.write_text(f"{jpg}\n\n{png}\n")
+  assert data.image_files(str(listing)) == [jpg, png]  # listed order
+  assert data.image_files(str(tmp_path)) == [png, jpg]
+
+
 def test_validation_split_depends_only_on_names():
   files = [f"/d{i % 3}/img_{i}.png" for i in range(20)]
   train, held_out = data.split_validation(files, 3)

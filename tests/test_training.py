@@ -254,12 +254,18 @@ def _saved_source(tmp_path):
   return source
 
 
+def _warm_started(tmp_path, image_dir, run="run", **overrides):
+  """A trainer of `overrides`, initialized from tmp_path/source."""
+  trainer = trainer_lib.Trainer(_config(
+      tmp_path / run, image_dir, init_from=str(tmp_path / "source"),
+      **overrides))
+  trainer.restore_or_initialize()
+  return trainer
+
+
 def test_warm_start_copies_a_saved_model(tmp_path, image_dir):
   source = _saved_source(tmp_path)
-  config = _config(tmp_path / "run", image_dir, lmbda=0.002,
-                   init_from=str(tmp_path / "source"))
-  trainer = trainer_lib.Trainer(config)
-  trainer.restore_or_initialize()
+  trainer = _warm_started(tmp_path, image_dir, lmbda=0.002)
   for a, b in zip(trainer.model.trainable_variables,
                   source.trainable_variables):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -268,32 +274,22 @@ def test_warm_start_copies_a_saved_model(tmp_path, image_dir):
 
 def test_warm_start_widens_a_narrower_model(tmp_path, image_dir):
   source = _saved_source(tmp_path)
-  config = _config(tmp_path / "run", image_dir, num_filters=12,
-                   init_from=str(tmp_path / "source"))
-  trainer = trainer_lib.Trainer(config)
-  trainer.restore_or_initialize()
+  trainer = _warm_started(tmp_path, image_dir, num_filters=12)
   name = "deconv_0/kernel_real"
   kernel = trainer.model.named_weights()[name].numpy()
   np.testing.assert_array_equal(
       kernel[:8, :8], source.named_weights()[name].numpy())
   assert not kernel[8:, :8].any()
   with pytest.raises(ValueError, match="more than"):
-    trainer_lib.Trainer(_config(tmp_path / "narrow", image_dir, num_filters=4,
-                             init_from=str(tmp_path / "source"))
-                     ).restore_or_initialize()
+    _warm_started(tmp_path, image_dir, "narrow", num_filters=4)
   with pytest.raises(ValueError, match="M 8: more than"):
-    trainer_lib.Trainer(_config(tmp_path / "fewer", image_dir, num_filters=12,
-                             latent_channels=6,
-                             init_from=str(tmp_path / "source"))
-                     ).restore_or_initialize()
+    _warm_started(tmp_path, image_dir, "fewer", num_filters=12,
+                  latent_channels=6)
 
 
 def test_warm_start_adds_latent_channels(tmp_path, image_dir):
   source = _saved_source(tmp_path)
-  config = _config(tmp_path / "run", image_dir, latent_channels=12,
-                   init_from=str(tmp_path / "source"))
-  trainer = trainer_lib.Trainer(config)
-  trainer.restore_or_initialize()
+  trainer = _warm_started(tmp_path, image_dir, latent_channels=12)
   weights = trainer.model.named_weights()
   assert weights["conv_2/kernel_real"].shape[1] == 12
   np.testing.assert_array_equal(weights["conv_1/kernel_real"].numpy(),

@@ -67,11 +67,11 @@ def test_new_latent_channels_start_silent_and_free():
   # Noisy latents of the new channels cost ~nothing under their prior;
   # a fresh prior (the wide model's own before silencing) costs bits.
   noisy = new + tf.random.uniform(tf.shape(new), -0.5, 0.5, seed=1)
-  bits = -np.log2(wide.prior.prob(tf.pad(noisy, [[0, 0]] * 3 + [[8, 0]])))
+  noisy = tf.pad(noisy, [[0, 0]] * 3 + [[8, 0]])  # at channels 8..11
+  bits = -np.log2(wide.prior.prob(noisy))
   assert bits[..., 8:].mean() < 0.05
   fresh = FactorizedPriorModel(ModelConfig(num_filters=8, latent_channels=12))
-  assert -np.log2(fresh.prior.prob(
-      tf.pad(noisy, [[0, 0]] * 3 + [[8, 0]]))[..., 8:]).mean() > 1
+  assert -np.log2(fresh.prior.prob(noisy))[..., 8:].mean() > 1
 
 
 def test_widen_refuses_narrower_or_other_models():
