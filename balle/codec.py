@@ -75,7 +75,7 @@ def decompress_image(data, model, max_pixels=file_format.DEFAULT_MAX_PIXELS):
   different model than `model`.
   """
   header, sections = file_format.unpack(data, max_pixels=max_pixels)
-  check_model(header, model)
+  model = check_model(header, model)
   rects = _check_sections(header, sections, model)
   coder = model.tile_coder()
   try:
@@ -125,14 +125,19 @@ def _check_sections(header, sections, model):
 
 
 def check_model(header, model):
-  """Raises FormatError unless `model` is the one that wrote `header`."""
+  """The model that decodes `header`'s file: `model`, or its float-index
+  twin for a file it wrote before its decoding choices were made exact
+  (`CompressionModel.model_for_file`). Raises FormatError for another
+  model's file."""
   if header.architecture != model.ARCHITECTURE:
     raise FormatError(f"file was made by a {header.architecture!r} model, "
                       f"not by a {model.ARCHITECTURE!r} one")
-  if header.model_id != model.model_id:
+  decoder = model.model_for_file(header.model_id)
+  if decoder is None:
     raise FormatError(
         f"file was made by model {header.model_id.hex()}, not by the given "
         f"model {model.config.name} ({model.model_id.hex()})")
   if header.channels not in (1, model.config.channels):
     raise FormatError(f"file has {header.channels} channels, the model "
                       f"{model.config.channels}")
+  return decoder

@@ -36,6 +36,9 @@ from balle.safe_write import write_file_atomic
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
+# The integer networks of a model whose decoding choices are exact
+# (balle.integer_network), beside its float weights.
+EXACT_FILE = "exact.npz"
 # Architecture of models saved before config.json named it (and of every
 # version-1 file).
 DEFAULT_ARCHITECTURE = file_format.FACTORIZED_PRIOR
@@ -222,6 +225,10 @@ class CompressionModel(tf.keras.Model):
     self.config = config
     self.precision = precision
     self.model_id = None  # Set by freeze_for_coding() or load().
+    # The id of the model's float-index coding when it also has exact
+    # integer tables (`exact_tables`): the id its files carried before they
+    # were made exact, decoded as then. None without exact tables.
+    self.float_index_model_id = None
 
   # -- training -------------------------------------------------------------
 
@@ -261,10 +268,34 @@ class CompressionModel(tf.keras.Model):
     if self.precision != "float32":
       raise ValueError("coding runs in float32: use coding_copy()")
     self._build_coding_tables()
-    self.model_id = self._compute_model_id()
+    self._set_model_ids()
 
   def _build_coding_tables(self):
     raise NotImplementedError
+
+  def exact_tables(self):
+    """{name: int64 array} of the integer networks that make the decoder's
+    choices exact (balle.integer_network), saved in EXACT_FILE; {} for a
+    family whose choices need none (bls2017: its CDFs are integer tables)."""
+    return {}
+
+  def _restore_exact_tables(self, arrays):
+    """Sets the integer networks of `exact_tables`' arrays."""
+    raise ValueError(f"{self.ARCHITECTURE} models have no exact tables")
+
+  def float_index_twin(self):
+    """A model that codes as this one did before its exact tables (with the
+    float indexes), for files with `float_index_model_id`."""
+    raise NotImplementedError
+
+  def model_for_file(self, model_id):
+    """This model, or its `float_index_twin` for files of its float-index
+    id; None for another model's files."""
+    if model_id == self.model_id:
+      return self
+    if model_id == self.float_index_model_id:
+      return self.float_index_twin()
+    return None
 
   def _require_frozen(self):
     if self.model_id is None:
@@ -350,8 +381,23 @@ class CompressionModel(tf.keras.Model):
       weights[name] = variable
     return weights
 
+  def _set_model_ids(self):
+    """model_id (and float_index_model_id when there are exact tables)."""
+    weights_id = self._compute_model_id()
+    tables = self.exact_tables()
+    if not tables:
+      self.model_id, self.float_index_model_id = weights_id, None
+      return
+    digest = hashlib.sha256(b"exact:" + weights_id)
+    for name, array in sorted(tables.items()):
+      digest.update(name.encode())
+      digest.update(np.ascontiguousarray(array, np.int64).tobytes())
+    self.model_id = digest.digest()[:8]
+    self.float_index_model_id = weights_id
+
   def _compute_model_id(self):
-    """8 bytes of SHA-256 over the configuration and every weight, in order."""
+    """8 bytes of SHA-256 over the configuration and every weight, in order
+    (the float weights alone; `_set_model_ids` adds the exact tables)."""
     config = dataclasses.asdict(self.config)
     for name, value in _SETTINGS_OUTSIDE_OLD_IDS.items():
       if config[name] == value:
@@ -388,9 +434,19 @@ class CompressionModel(tf.keras.Model):
         **self._coding_tables_config(),
         "model_id": self.model_id.hex(),
     }
+    tables = self.exact_tables()
+    if tables:
+      document["float_index_model_id"] = self.float_index_model_id.hex()
     write_file_atomic(os.path.join(directory, WEIGHTS_FILE),
                       lambda f: weight_storage.write(f, weights),
                       overwrite=True)
+    exact_path = os.path.join(directory, EXACT_FILE)
+    if tables:
+      write_file_atomic(exact_path,
+                        lambda f: weight_storage.write(f, tables),
+                        overwrite=True)
+    elif os.path.exists(exact_path):
+      os.remove(exact_path)
     write_file_atomic(config_path,
                       lambda f: f.write(json.dumps(document, indent=2).encode()),
                       overwrite=True)
@@ -419,8 +475,13 @@ class CompressionModel(tf.keras.Model):
                        f"configuration ({sorted(missing)[:3]} ...)")
     for name, variable in named.items():
       variable.assign(arrays[name].astype(variable.dtype.as_numpy_dtype))
-    model.model_id = model._compute_model_id()
-    if model.model_id.hex() != document["model_id"]:
+    exact_path = os.path.join(directory, EXACT_FILE)
+    if os.path.exists(exact_path):
+      model._restore_exact_tables(weight_storage.read(exact_path))
+    model._set_model_ids()
+    expected = (document["model_id"], document.get("float_index_model_id"))
+    if (model.model_id.hex(), model.float_index_model_id and
+        model.float_index_model_id.hex()) != expected:
       raise ValueError(f"{directory}: weights are corrupted (model id "
                        f"{model.model_id.hex()} != {document['model_id']})")
     return model

@@ -36,7 +36,13 @@ and the evaluation rate (training=False) round it to the nearest entry.
 
 Coding (`freeze_for_coding`): the two entropy models' integer CDF tables
 are built once and saved with the model, so encoder and decoder never
-rebuild them. `compress` writes two sections: z (range-coded with its
+rebuild them. So is an exact integer copy of h_s and the table index's
+rounding boundaries as integer thresholds (balle.integer_network): the index
+that chooses each latent's CDF is computed in integers, identical on every
+machine, kernel and thread count. Models saved before that have no exact
+tables and index from float h_s, as their files did; a model converted since
+(`experiments.make_exact`) writes exact files under a new model id and still
+decodes the old ones with its `float_index_twin`. `compress` writes two sections: z (range-coded with its
 factorized prior), then y (range-coded with the Gaussian of each element's
 table index, computed from the decoded z). An image is extended to
 multiples of 16 pixels, so y has ceil(H/16) x ceil(W/16) elements and z
@@ -51,6 +57,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from balle import file_format
+from balle import integer_network
 from balle import losses
 from balle import range_coding
 from balle import tiling
@@ -84,6 +91,11 @@ class ScaleTable:
   def scale(self, index):
     """sigma of (float) table indexes."""
     return tf.math.exp(self.log_min + self.step * index)
+
+  def boundaries(self):
+    """The log sigma at which the rounded index steps from k - 1 to k,
+    k = 1 .. count - 1."""
+    return self.log_min + (np.arange(1, self.count) - 0.5) * self.step
 
   def index(self, log_scale, rounded):
     """The table index of sigma = exp(log_scale): continuous (tfc's entropy
@@ -150,6 +162,11 @@ class ScaleHyperpriorModel(CompressionModel):
     # Set by freeze_for_coding() or load():
     self.side_entropy_model = None  # z
     self.entropy_model = None  # y
+    # Exact h_s and index thresholds (balle.integer_network); None: the
+    # float indexes of models saved before them.
+    self.exact_hyper_synthesis = None
+    self.index_thresholds = None
+    self._float_index_twin = None
     self.build((None, None, None, self.config.channels))
 
   def build(self, input_shape):
@@ -218,6 +235,60 @@ class ScaleHyperpriorModel(CompressionModel):
   def _build_coding_tables(self):
     self.side_entropy_model = frozen_batched_entropy_model(self.hyperprior)
     self.entropy_model = self._latent_entropy_model(compression=True)
+    self.make_exact()
+
+  def make_exact(self):
+    """Builds the exact integer h_s and index thresholds from the float
+    weights and the frozen z tables (whose coded range sets the integer
+    activations' scales). The model's id changes (`_set_model_ids`)."""
+    stack, exponents = integer_network.quantize_synthesis_stack(
+        self.hyper_synthesis.layers, self._hyper_latent_ranges())
+    self.exact_hyper_synthesis = stack
+    self.index_thresholds = integer_network.index_thresholds(
+        self.scale_table.boundaries(), exponents)
+
+  def _hyper_latent_ranges(self):
+    """[N, 2]: the smallest and largest z of each channel that its CDF
+    codes without escape (tfc's table: per channel, -precision then
+    pmf_length + 2 CDF values)."""
+    cdf = self.side_entropy_model.cdf.numpy()
+    offsets = self.side_entropy_model.cdf_offset.numpy()
+    starts = np.flatnonzero(cdf < 0)
+    lengths = np.diff(np.append(starts, len(cdf))) - 3
+    if len(starts) != len(offsets) or np.any(lengths < 1):
+      raise ValueError("unexpected layout of the hyper-latents' CDF table")
+    return np.stack([offsets, offsets + lengths - 1], axis=1)
+
+  def exact_tables(self):
+    if self.exact_hyper_synthesis is None:
+      return {}
+    return {**self.exact_hyper_synthesis.arrays("hyper_synthesis"),
+            "index_thresholds": self.index_thresholds}
+
+  def _restore_exact_tables(self, arrays):
+    self.exact_hyper_synthesis = integer_network.IntegerConvStack.from_arrays(
+        arrays, "hyper_synthesis")
+    self.index_thresholds = np.asarray(arrays["index_thresholds"], np.int64)
+    if self.index_thresholds.shape != (self.config.num_latent_channels,
+                                       self.scale_table.count - 1):
+      raise ValueError(f"index thresholds of shape "
+                       f"{self.index_thresholds.shape} do not fit the model")
+
+  def float_index_twin(self):
+    if self.float_index_model_id is None:
+      raise ValueError("the model has no exact tables: it codes with float "
+                       "indexes itself")
+    if self._float_index_twin is None:
+      twin = type(self)(self.config)
+      weights = self.named_weights()
+      for name, variable in twin.named_weights().items():
+        variable.assign(weights[name])
+      twin.side_entropy_model = self.side_entropy_model
+      twin.entropy_model = self.entropy_model
+      twin.scale_table = self.scale_table
+      twin.model_id = self.float_index_model_id
+      self._float_index_twin = twin
+    return self._float_index_twin
 
   def _coding_tables_config(self):
     return {"side_entropy_model": self.side_entropy_model.get_config(),
@@ -245,10 +316,15 @@ class ScaleHyperpriorModel(CompressionModel):
   def coding_indexes(self, hyper_latents_hat, crop):
     """int32 table indexes [B, h, w, M] of the latents [crop] (= [top, left,
     h, w] in latents of h_s's output) from decoded hyper-latents [B, h', w',
-    N]: encoder and decoder compute them with the same ops on the same
-    inputs."""
-    return self.scale_table.index(self._log_scales(hyper_latents_hat, crop),
-                                  rounded=True)
+    N]: exact integers (the same on every machine), or with a model saved
+    before exact tables, rounded from float h_s."""
+    if self.exact_hyper_synthesis is None:
+      return self.scale_table.index(self._log_scales(hyper_latents_hat, crop),
+                                    rounded=True)
+    values = self.exact_hyper_synthesis(hyper_latents_hat)
+    values = values[:, crop[0]:crop[0] + crop[2],
+                    crop[1]:crop[1] + crop[3], :]
+    return integer_network.threshold_index(values, self.index_thresholds)
 
   def section_shapes(self, height, width):
     """Two sections: the hyper-latents, ceil(H/64) x ceil(W/64) x N, then

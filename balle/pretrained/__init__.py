@@ -58,11 +58,14 @@ def _load(directory):
 
 
 def find_by_id(model_id):
-  """Name of the shipped model whose id is `model_id` (bytes), or None."""
+  """Name of the shipped model whose id is `model_id` (bytes), or None; a
+  model made exact since also owns the files of its float-index id."""
   for name in list_models():
     with open(os.path.join(_FOLDER, name, CONFIG_FILE)) as f:
-      if json.load(f)["model_id"] == model_id.hex():
-        return name
+      document = json.load(f)
+    if model_id.hex() in (document["model_id"],
+                          document.get("float_index_model_id")):
+      return name
   return None
 
 
