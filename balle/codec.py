@@ -76,7 +76,7 @@ def decompress_image(data, model, max_pixels=file_format.DEFAULT_MAX_PIXELS):
   """
   header, sections = file_format.unpack(data, max_pixels=max_pixels)
   model = check_model(header, model)
-  rects = _check_sections(header, sections, model)
+  rects = check_sections(header, sections, model)
   coder = model.tile_coder()
   try:
     latents = coder.decode_latents(sections, rects, header.height,
@@ -98,7 +98,7 @@ def decompress_image(data, model, max_pixels=file_format.DEFAULT_MAX_PIXELS):
                       f"({error.message.splitlines()[0]})") from None
 
 
-def _check_sections(header, sections, model):
+def check_sections(header, sections, model):
   """The tiles' rectangles, once every tile is known to have the sections
   `model.section_shapes` gives its size (the tile size and count checked
   before any tile is listed: a forged size of 1 would list millions)."""

@@ -268,7 +268,7 @@ class CompressionModel(tf.keras.Model):
     if self.precision != "float32":
       raise ValueError("coding runs in float32: use coding_copy()")
     self._build_coding_tables()
-    self._set_model_ids()
+    self.update_model_ids()
 
   def _build_coding_tables(self):
     raise NotImplementedError
@@ -381,8 +381,10 @@ class CompressionModel(tf.keras.Model):
       weights[name] = variable
     return weights
 
-  def _set_model_ids(self):
-    """model_id (and float_index_model_id when there are exact tables)."""
+  def update_model_ids(self):
+    """Sets model_id from the configuration and weights (and, with exact
+    tables, float_index_model_id to that id and model_id to one that adds
+    the tables): call after changing either."""
     weights_id = self._compute_model_id()
     tables = self.exact_tables()
     if not tables:
@@ -397,7 +399,7 @@ class CompressionModel(tf.keras.Model):
 
   def _compute_model_id(self):
     """8 bytes of SHA-256 over the configuration and every weight, in order
-    (the float weights alone; `_set_model_ids` adds the exact tables)."""
+    (the float weights alone; `update_model_ids` adds the exact tables)."""
     config = dataclasses.asdict(self.config)
     for name, value in _SETTINGS_OUTSIDE_OLD_IDS.items():
       if config[name] == value:
@@ -478,7 +480,7 @@ class CompressionModel(tf.keras.Model):
     exact_path = os.path.join(directory, EXACT_FILE)
     if os.path.exists(exact_path):
       model._restore_exact_tables(weight_storage.read(exact_path))
-    model._set_model_ids()
+    model.update_model_ids()
     expected = (document["model_id"], document.get("float_index_model_id"))
     if (model.model_id.hex(), model.float_index_model_id and
         model.float_index_model_id.hex()) != expected:

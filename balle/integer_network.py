@@ -56,20 +56,23 @@ _HEADROOM = 4
 
 @dataclasses.dataclass
 class IntegerLayer:
-  """One exact layer: kernel [t, t, C_in, s*s*C_out] (a stride-1 "SAME"
-  convolution; s > 1 folds the upsampling phases into its outputs, which
-  depth_to_space unfolds), bias [C_out], and for a hidden layer the shifts
-  [C_out] and A_max (shift None: the last, linear layer). Integers in int64
-  arrays."""
+  """One exact layer: a transposed "same_zeros" convolution (tfc's
+  SignalConv2D, corr=False) with kernel [k, k, C_in, C_out], upsampling s,
+  bias [C_out], and for a hidden layer the shifts [C_out] and A_max (shift
+  None: the last, linear layer). Integers in int64 arrays."""
   kernel: np.ndarray
   bias: np.ndarray
   upsampling: int
   shift: np.ndarray = None
   activation_max: int = 0
 
+  def phase_kernel(self):
+    """The kernel as it runs: `upsampling_kernel`."""
+    return upsampling_kernel(self.kernel, self.upsampling)
+
   def max_sum(self, input_max):
     """The largest |acc| this layer can compute from inputs <= input_max."""
-    taps = np.count_nonzero(self.kernel, axis=(0, 1, 2)).max()
+    taps = np.count_nonzero(self.phase_kernel(), axis=(0, 1, 2)).max()
     return (int(taps) * int(np.abs(self.kernel).max()) * int(input_max) +
             int(np.abs(self.bias).max()))
 
@@ -93,7 +96,7 @@ class IntegerConvStack:
         if np.any(layer.shift < 0) or np.any(layer.shift > 62):
           raise ValueError(f"integer layer {index} has shifts outside 0..62")
         input_max = layer.activation_max
-    self._kernels = [tf.constant(layer.kernel, tf.float64)
+    self._kernels = [tf.constant(layer.phase_kernel(), tf.float64)
                      for layer in self.layers]
 
   def __call__(self, inputs):
@@ -213,9 +216,8 @@ def quantize_synthesis_stack(layers, input_ranges):
     sum_taps = lambda w, v: np.einsum("hwio,i->o", w, v)  # pylint: disable=unnecessary-lambda-assignment
     high = sum_taps(positive, upper) + sum_taps(negative, lower) + bias
     low = sum_taps(positive, lower) + sum_taps(negative, upper) + bias
-    phase_kernel = upsampling_kernel(levels, stride)
     if last:
-      integer_layers.append(IntegerLayer(phase_kernel, biases, stride))
+      integer_layers.append(IntegerLayer(levels, biases, stride))
       return (IntegerConvStack(integer_layers),
               exponent + weight_exponents)
     # ReLU outputs lie in [0, max(high, 0)]; the next layer's sums must
@@ -229,7 +231,7 @@ def quantize_synthesis_stack(layers, input_ranges):
         _power_of_two_floor(activation_max / (_HEADROOM * bound)),
         exponent + int(np.min(weight_exponents)))  # shifts >= 0
     shifts = exponent + weight_exponents - next_exponent
-    integer_layers.append(IntegerLayer(phase_kernel, biases, stride, shifts,
+    integer_layers.append(IntegerLayer(levels, biases, stride, shifts,
                                        activation_max))
     exponent = next_exponent
     lower = np.zeros_like(high)

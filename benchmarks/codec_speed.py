@@ -9,7 +9,10 @@ the whole file, analysis, range coding, header; Pillow's JPEG at quality 90,
 --repeats times round-robin, so that background load hits them alike. Prints
 the medians, each model's encode + decode time as a multiple of the first
 model's (issue 18's speed target: the hyperprior at most 1.3x the factorized
-model) and of JPEG's. Without --image it codes a generated 768x512
+model) and of JPEG's. With --float_indexes, each model with exact indexes
+(balle.integer_network) is preceded by its float-index twin, the same model
+coding as before its indexes were exact (issue 28's target: exact at most
+1.1x float). Without --image it codes a generated 768x512
 photo-like image (Kodak's size).
 """
 
@@ -29,6 +32,9 @@ _MODELS = flags.DEFINE_list(
     "Model names or folders; the first is the reference of the ratios.")
 _IMAGE = flags.DEFINE_string("image", None, "Image to code.")
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed runs per candidate.")
+_FLOAT_INDEXES = flags.DEFINE_bool(
+    "float_indexes", False, "Also time each exact model's float-index twin, "
+    "listed before it.")
 
 
 def median_times_s(candidates, repeats):
@@ -66,9 +72,14 @@ def main(argv):
            else _generated_image())
   height, width, _ = image.shape
   candidates, sizes, names = {}, {}, []
+  models = []
   for spec in _MODELS.value:
     model = pretrained.resolve(spec)
-    name = model.config.name or spec
+    if _FLOAT_INDEXES.value and model.float_index_model_id is not None:
+      models.append((f"{model.config.name} float indexes",
+                     model.float_index_twin()))
+    models.append((model.config.name or spec, model))
+  for name, model in models:
     data = codec.compress_image(model, image)
     sizes[name] = len(data)
     names.append(name)

@@ -80,7 +80,7 @@ def frozen_copy(source_dir, directory, **changes):
   freeze_for_coding takes. Returns `directory`."""
   model = load_model(source_dir)
   model.config = dataclasses.replace(model.config, **changes)
-  model.model_id = model._compute_model_id()  # pylint: disable=protected-access
+  model.update_model_ids()
   model.save(directory)
   return directory
 

@@ -1,4 +1,7 @@
 import dataclasses
+import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +15,7 @@ from balle.file_format import FormatError
 from balle.hyperprior import HyperpriorTileCoder, ScaleHyperpriorModel
 from balle.model import ModelConfig
 from conftest import smooth_image, tiny_hyperprior_config
+from experiments import make_exact
 
 
 def test_architecture_is_registered():
@@ -276,3 +280,60 @@ def test_info_names_the_architecture(hyper_model, tmp_path, capsys):
   assert cli.main(["info", str(path)]) == 0
   out = capsys.readouterr().out
   assert "bmshj2018" in out and "sections:   12" in out
+
+
+def test_frozen_models_choose_cdfs_exactly_and_save_the_tables(hyper_model,
+                                                               tmp_path):
+  assert hyper_model.exact_hyper_synthesis is not None
+  assert hyper_model.float_index_model_id not in (None, hyper_model.model_id)
+  directory = tmp_path / "model"
+  hyper_model.save(str(directory))
+  assert (directory / compression_model.EXACT_FILE).exists()
+  loaded = compression_model.load_model(str(directory))
+  assert (loaded.model_id, loaded.float_index_model_id) == (
+      hyper_model.model_id, hyper_model.float_index_model_id)
+  # The tables are part of the id: other thresholds are another model.
+  loaded.index_thresholds = loaded.index_thresholds + 1
+  loaded.update_model_ids()
+  assert loaded.model_id != hyper_model.model_id
+  assert loaded.float_index_model_id == hyper_model.float_index_model_id
+
+
+def _as_saved_before_exact_indexes(model_dir, directory):
+  """A copy of the frozen hyperprior in `model_dir` as models were saved
+  before exact tables: no exact.npz, its float id in config.json."""
+  shutil.copytree(model_dir, directory)
+  os.remove(os.path.join(directory, compression_model.EXACT_FILE))
+  config_path = os.path.join(directory, compression_model.CONFIG_FILE)
+  with open(config_path) as f:
+    document = json.load(f)
+  document["model_id"] = document.pop("float_index_model_id")
+  with open(config_path, "w") as f:
+    json.dump(document, f)
+  return directory
+
+
+def test_a_model_made_exact_still_decodes_the_files_it_wrote_before(
+    hyper_model_dir, tmp_path):
+  directory = _as_saved_before_exact_indexes(hyper_model_dir,
+                                             str(tmp_path / "old"))
+  old = compression_model.load_model(directory)
+  assert old.exact_hyper_synthesis is None
+  image = smooth_image(70, 90)
+  old_file = codec.compress_image(old, image)
+  old_pixels = codec.decompress_image(old_file, old)
+  old_id, new_id = make_exact.make_exact(directory)
+  assert old_id == old.model_id.hex() != new_id
+  new = compression_model.load_model(directory)
+  assert new.model_id.hex() == new_id
+  np.testing.assert_array_equal(codec.decompress_image(old_file, new),
+                                old_pixels)
+  new_file = codec.compress_image(new, image)
+  assert file_format.unpack(new_file)[0].model_id == new.model_id
+  # The same latents, coded with (nearly always) the same CDFs.
+  np.testing.assert_array_equal(codec.decompress_image(new_file, new),
+                                old_pixels)
+  assert abs(len(new_file) - len(old_file)) <= 0.01 * len(old_file)
+  with pytest.raises(FormatError, match="different model|not by the given"):
+    codec.decompress_image(new_file, old)
+
