@@ -174,6 +174,20 @@ def _info(args):
         f"{'x'.join(map(str, sections[0].shape))}")
   print(f"model:      {header.architecture} {header.model_id.hex()} "
         f"({model_name})")
+  print(f"portable:   {_PORTABILITY[pretrained.indexes_of(header.model_id)]}")
+
+
+# `balle info`'s portable line, by how the file's model chose its CDFs
+# (pretrained.indexes_of; README, "Portability").
+_PORTABILITY = {
+    "exact": "yes: its CDFs are chosen in integers, so every machine decodes "
+             "the same symbols (pixels may differ by one level: g_s runs in "
+             "floating point)",
+    "float": "at risk: written before its model's CDF choice was exact, so "
+             "another machine may fail to decode it; re-encode it here to "
+             "fix that (balle decompress, then balle compress)",
+    None: "unknown (not a shipped model)",
+}
 
 
 def _read_file(path):

@@ -15,6 +15,7 @@ from conftest import smooth_image
 
 def test_default_model_is_shipped():
   assert pretrained.DEFAULT_MODEL in pretrained.list_models()
+  assert pretrained.indexes_of(b"\0" * 8) is None
 
 
 @pytest.mark.parametrize("name", pretrained.list_models())
@@ -24,6 +25,10 @@ def test_shipped_model_codes_an_image(name):
   assert pretrained.find_by_id(model.model_id) == name
   with open(os.path.join(pretrained.model_directory(name), "config.json")) as f:
     assert json.load(f)["model_id"] == model.model_id.hex()
+  assert pretrained.indexes_of(model.model_id) == "exact"
+  if model.ARCHITECTURE == "bmshj2018":  # made exact after it was shipped
+    assert pretrained.find_by_id(model.float_index_model_id) == name
+    assert pretrained.indexes_of(model.float_index_model_id) == "float"
   image = smooth_image(96, 128)
   data = codec.compress_image(model, image)
   decoded = codec.decompress_image(data, model)

@@ -69,6 +69,24 @@ def find_by_id(model_id):
   return None
 
 
+def indexes_of(model_id):
+  """How the shipped model that wrote files of `model_id` chose their CDFs:
+  "exact" (integer tables and networks), "float" (rounded from float h_s:
+  a hyperprior file written before its model was made exact), or None for
+  an id of no shipped model."""
+  for name in list_models():
+    with open(os.path.join(_FOLDER, name, CONFIG_FILE)) as f:
+      document = json.load(f)
+    if model_id.hex() == document.get("float_index_model_id"):
+      return "float"
+    if model_id.hex() == document["model_id"]:
+      architecture = document["model"].get("architecture", DEFAULT_FAMILY)
+      exact = ("float_index_model_id" in document or
+               architecture == DEFAULT_FAMILY)
+      return "exact" if exact else "float"
+  return None
+
+
 def quality_of_lambda(lmbda):
   """The quality (1..8) trained at `lmbda`, or None."""
   for quality, ladder_lambda in enumerate(QUALITY_LAMBDAS, start=1):
