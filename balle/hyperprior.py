@@ -241,7 +241,7 @@ class ScaleHyperpriorModel(CompressionModel):
     """Builds the exact integer h_s and index thresholds from the float
     weights and the frozen z tables (whose coded range sets the integer
     activations' scales). The model's id changes (`update_model_ids`)."""
-    stack, exponents = integer_network.quantize_synthesis_stack(
+    stack, exponents = integer_network.quantize_conv_stack(
         self.hyper_synthesis.layers, self._hyper_latent_ranges())
     self.exact_hyper_synthesis = stack
     self.index_thresholds = integer_network.index_thresholds(

@@ -56,18 +56,24 @@ _HEADROOM = 4
 
 @dataclasses.dataclass
 class IntegerLayer:
-  """One exact layer: a transposed "same_zeros" convolution (tfc's
-  SignalConv2D, corr=False) with kernel [k, k, C_in, C_out], upsampling s,
-  bias [C_out], and for a hidden layer the shifts [C_out] and A_max (shift
-  None: the last, linear layer). Integers in int64 arrays."""
+  """One exact layer: a "same_zeros" convolution of tfc's SignalConv2D
+  with kernel [k, k, C_in, C_out] (k odd), transposed with upsampling s
+  (corr=False), or a correlation with stride 1 (`correlation`: the context
+  and entropy-parameter layers of later families); bias [C_out], and for a
+  hidden layer the shifts [C_out] and A_max (shift None: the last, linear
+  layer). Integers in int64 arrays."""
   kernel: np.ndarray
   bias: np.ndarray
   upsampling: int
   shift: np.ndarray = None
   activation_max: int = 0
+  correlation: bool = False
 
   def phase_kernel(self):
-    """The kernel as it runs: `upsampling_kernel`."""
+    """The kernel of the stride-1 "SAME" convolution that runs: the kernel
+    itself for a correlation, else `upsampling_kernel`."""
+    if self.correlation:
+      return self.kernel
     return upsampling_kernel(self.kernel, self.upsampling)
 
   def max_sum(self, input_max):
@@ -124,6 +130,8 @@ class IntegerConvStack:
       arrays[f"{name}/kernel"] = layer.kernel
       arrays[f"{name}/bias"] = layer.bias
       arrays[f"{name}/upsampling"] = np.int64(layer.upsampling)
+      if layer.correlation:
+        arrays[f"{name}/correlation"] = np.int64(1)
       if layer.shift is not None:
         arrays[f"{name}/shift"] = layer.shift
         arrays[f"{name}/activation_max"] = np.int64(layer.activation_max)
@@ -141,7 +149,8 @@ class IntegerConvStack:
           bias=np.asarray(arrays[f"{name}/bias"], np.int64),
           upsampling=int(arrays[f"{name}/upsampling"]),
           shift=None if shift is None else np.asarray(shift, np.int64),
-          activation_max=int(arrays.get(f"{name}/activation_max", 0))))
+          activation_max=int(arrays.get(f"{name}/activation_max", 0)),
+          correlation=bool(arrays.get(f"{name}/correlation", 0))))
     if not layers:
       raise ValueError(f"no integer layers named {prefix}/...")
     return cls(layers)
@@ -180,11 +189,11 @@ def _power_of_two_floor(value):
   return int(np.floor(np.log2(value)))
 
 
-def quantize_synthesis_stack(layers, input_ranges):
-  """(IntegerConvStack, output exponents f [C_out]) of trained transposed
-  "same_zeros" convolution layers (tfc.SignalConv2D, corr=False, ReLU after
-  each but the last, which is linear): the stack's output is the float
-  stack's times 2^f_c, per channel.
+def quantize_conv_stack(layers, input_ranges):
+  """(IntegerConvStack, output exponents f [C_out]) of trained "same_zeros"
+  convolution layers (tfc.SignalConv2D: transposed, or correlations of
+  stride 1; ReLU after each but the last, which is linear): the stack's
+  output is the float stack's times 2^f_c, per channel.
 
   `input_ranges` [C_in, 2]: the typical range of each input channel (the
   scales of the activations are chosen so that outputs of inputs in it use
@@ -195,14 +204,16 @@ def quantize_synthesis_stack(layers, input_ranges):
   integer_layers = []
   for index, layer in enumerate(layers):
     last = index == len(layers) - 1
-    if layer.corr or layer.padding != "same_zeros":
-      raise ValueError(f"layer {layer.name}: only transposed same_zeros "
-                       "convolutions are supported")
+    if (layer.padding != "same_zeros" or layer.kernel_support[0] % 2 == 0 or
+        (layer.corr and layer.strides_down != (1, 1))):
+      raise ValueError(f"layer {layer.name}: only odd same_zeros transposed "
+                       "convolutions or stride-1 correlations are supported")
     linear = layer.activation in (None, tf.keras.activations.linear)
     if layer.activation is not tf.nn.relu and not (last and linear):
       raise ValueError(f"layer {layer.name}: expected ReLU after every "
                        "layer but the last")
-    stride = layer.strides_up[0]
+    stride = 1 if layer.corr else layer.strides_up[0]
+    shape = dict(upsampling=stride, correlation=bool(layer.corr))
     kernel = layer.kernel.numpy().astype(np.float64)
     bias = layer.bias.numpy().astype(np.float64)
     peak = np.max(np.abs(kernel), axis=(0, 1, 2))
@@ -217,7 +228,7 @@ def quantize_synthesis_stack(layers, input_ranges):
     high = sum_taps(positive, upper) + sum_taps(negative, lower) + bias
     low = sum_taps(positive, lower) + sum_taps(negative, upper) + bias
     if last:
-      integer_layers.append(IntegerLayer(levels, biases, stride))
+      integer_layers.append(IntegerLayer(levels, biases, **shape))
       return (IntegerConvStack(integer_layers),
               exponent + weight_exponents)
     # ReLU outputs lie in [0, max(high, 0)]; the next layer's sums must
@@ -231,8 +242,9 @@ def quantize_synthesis_stack(layers, input_ranges):
         _power_of_two_floor(activation_max / (_HEADROOM * bound)),
         exponent + int(np.min(weight_exponents)))  # shifts >= 0
     shifts = exponent + weight_exponents - next_exponent
-    integer_layers.append(IntegerLayer(levels, biases, stride, shifts,
-                                       activation_max))
+    integer_layers.append(IntegerLayer(levels, biases, shift=shifts,
+                                       activation_max=activation_max,
+                                       **shape))
     exponent = next_exponent
     lower = np.zeros_like(high)
     upper = np.maximum(high, 0)

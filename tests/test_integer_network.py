@@ -42,12 +42,29 @@ def _reference_transposed_conv(inputs, kernel, stride):
   return outputs
 
 
+def _reference_correlation(inputs, kernel):
+  """A stride-1 "same_zeros" correlation by its definition, in int64:
+  y[u] = sum_t x[u + t - k // 2] w[t] over both axes."""
+  size = kernel.shape[0]
+  center = size // 2
+  padded = np.pad(inputs, [(0, 0), (center, center), (center, center),
+                           (0, 0)])
+  height, width = inputs.shape[1:3]
+  return sum(np.einsum("bhwi,io->bhwo",
+                       padded[:, ty:ty + height, tx:tx + width],
+                       kernel[ty, tx])
+             for ty in range(size) for tx in range(size))
+
+
 def _reference_stack(stack, inputs):
   values = np.clip(inputs.astype(np.int64), -integer_network.INPUT_LIMIT,
                    integer_network.INPUT_LIMIT)
   for layer in stack.layers:
-    sums = _reference_transposed_conv(values, layer.kernel,
-                                      layer.upsampling) + layer.bias
+    if layer.correlation:
+      sums = _reference_correlation(values, layer.kernel) + layer.bias
+    else:
+      sums = _reference_transposed_conv(values, layer.kernel,
+                                        layer.upsampling) + layer.bias
     if layer.shift is None:
       return sums
     half = np.where(layer.shift > 0, 1 << np.maximum(layer.shift - 1, 0), 0)
@@ -58,7 +75,7 @@ def _reference_stack(stack, inputs):
 
 def test_stack_computes_the_integers_of_its_definition():
   float_stack = _hyper_synthesis()
-  stack, _ = integer_network.quantize_synthesis_stack(
+  stack, _ = integer_network.quantize_conv_stack(
       float_stack.layers, np.tile([-4, 4], (6, 1)))
   rng = np.random.default_rng(1)
   inputs = rng.integers(-6, 7, (2, 3, 4, 6))
@@ -68,9 +85,26 @@ def test_stack_computes_the_integers_of_its_definition():
   np.testing.assert_array_equal(outputs, _reference_stack(stack, inputs))
 
 
+def test_stride_one_correlations_are_exact_too():
+  """The layers of context and entropy-parameter networks (later families):
+  a masked-like 5x5 correlation, then a 1x1 one."""
+  tf.random.set_seed(4)
+  float_stack = ConvStack([Stage(7, 5, 1, "relu"), Stage(3, 1, 1)],
+                          upsample=False)
+  float_stack.build((None, None, None, 4))
+  stack, exponents = integer_network.quantize_conv_stack(
+      float_stack.layers, np.tile([-5, 5], (4, 1)))
+  inputs = np.random.default_rng(5).integers(-5, 6, (1, 6, 7, 4))
+  outputs = stack(tf.constant(inputs, tf.float32)).numpy()
+  np.testing.assert_array_equal(outputs, _reference_stack(stack, inputs))
+  expected = float_stack(tf.constant(inputs, tf.float32)).numpy()
+  np.testing.assert_allclose(outputs / 2.0 ** exponents, expected,
+                             atol=1e-3 * np.max(np.abs(expected)))
+
+
 def test_quantized_stack_follows_the_float_one():
   float_stack = _hyper_synthesis(seed=2)
-  stack, exponents = integer_network.quantize_synthesis_stack(
+  stack, exponents = integer_network.quantize_conv_stack(
       float_stack.layers, np.tile([-3, 3], (6, 1)))
   inputs = np.random.default_rng(3).integers(-3, 4, (1, 4, 5, 6))
   expected = float_stack(tf.constant(inputs, tf.float32)).numpy()
@@ -94,7 +128,7 @@ def test_layers_that_could_leave_float64s_integers_are_rejected():
 
 
 def test_arrays_round_trip():
-  stack, _ = integer_network.quantize_synthesis_stack(
+  stack, _ = integer_network.quantize_conv_stack(
       _hyper_synthesis().layers, np.tile([-2, 2], (6, 1)))
   arrays = stack.arrays("h_s")
   copy = IntegerConvStack.from_arrays(
