@@ -47,6 +47,8 @@ from absl import flags
 import numpy as np
 from PIL import Image
 
+from balle.io.safe_write import write_file_atomic
+
 flags.DEFINE_list("images", [], "Training images of part 1 (folders or "
                   "globs); none: part 1 is skipped.")
 flags.DEFINE_integer("blocks", 3, "Blocks per pipeline, alternated.")
@@ -80,7 +82,7 @@ def machine():
 
 
 def train_config(model_dir, images, **settings):
-  from balle import train_config as config_lib
+  from balle.training import config as config_lib
   return config_lib.TrainConfig.create(model_dir=model_dir,
                                        train_glob=tuple(images), **settings)
 
@@ -101,8 +103,8 @@ def time_steps(trainer, iterator, warmup, steps):
 def compare_pipelines(images):
   """Part 1: prints steps/s fed from memory and streamed."""
   from balle import data
-  from balle import input_pipeline
-  from balle import trainer as trainer_lib
+  from balle.data import input_pipeline
+  from balle.training import trainer as trainer_lib
   config = train_config(tempfile.mkdtemp(), images, num_validation=0)
   trainer = trainer_lib.Trainer(config)
   iterators, setup_s = {}, {}
@@ -155,8 +157,8 @@ def make_large_images(directory, count):
       field = np.asarray(small.resize(LARGE_SIZE, Image.BICUBIC), np.int16)
     noise = rng.integers(-12, 13, (height, width, 1), dtype=np.int16)
     pixels = np.clip(field + noise, 0, 255).astype(np.uint8)
-    Image.fromarray(pixels).save(path + ".tmp", format="JPEG", quality=90)
-    os.replace(path + ".tmp", path)
+    write_file_atomic(path, lambda f, pixels=pixels: Image.fromarray(
+        pixels).save(f, format="JPEG", quality=90))
   return sorted(os.path.join(directory, f"large_{i:04d}.jpg")
                 for i in range(count))
 

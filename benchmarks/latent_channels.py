@@ -52,8 +52,8 @@ def channel_bits(model, images):
 
 def main(argv):
   del argv
-  from balle import compression_model  # pylint: disable=g-import-not-at-top
   from balle import data  # pylint: disable=g-import-not-at-top
+  from balle.models import compression_model  # pylint: disable=g-import-not-at-top
   model = compression_model.load_model(FLAGS.model)
   if model.ARCHITECTURE != "bls2017":
     raise SystemExit(f"{FLAGS.model} is {model.ARCHITECTURE}: only bls2017 "

@@ -22,11 +22,11 @@ import tempfile
 from absl import app
 from absl import flags
 
-from balle import compression_model
 from balle import data
-from balle import diagnosis
 from balle import pretrained
-from balle import weight_storage
+from balle.campaign import diagnosis
+from balle.models import compression_model
+from balle.models import weight_storage
 
 _MODELS = flags.DEFINE_list(
     "models", ["bls2017-mse-0.0250", "bmshj2018-mse-0.0250"],

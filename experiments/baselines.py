@@ -8,7 +8,8 @@ results are cached in OUTPUT_DIR/cache (see balle.baselines).
 
 from absl import app, flags, logging
 
-from balle import baselines, evaluation
+from balle import evaluation
+from balle.evaluation import baselines
 
 flags.DEFINE_string("images", None, "Folder of test images.")
 flags.DEFINE_string("output_dir", "results/baselines", "Where to write.")

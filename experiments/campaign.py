@@ -59,10 +59,11 @@ from absl import app
 from absl import flags
 
 from balle import campaign as campaign_lib
-from balle import campaign_records
-from balle import ladder
 from balle import evaluation
-from balle import rd_plot
+from balle.campaign import ladder
+from balle.campaign import records as campaign_records
+from balle.evaluation import rd_curves
+from balle.io.safe_write import staged_directory
 from experiments import SOURCE_PRETRAINED
 
 flags.DEFINE_string("campaign_dir", "campaign", "Committed campaign state.")
@@ -102,13 +103,11 @@ def _code_snapshot(leg_dir):
   snapshot = os.path.join(leg_dir, "code")
   if not os.path.exists(snapshot):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    staging = snapshot + ".partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    for package in ("balle", "experiments"):
-      shutil.copytree(os.path.join(root, package),
-                      os.path.join(staging, package),
-                      ignore=shutil.ignore_patterns("__pycache__"))
-    os.replace(staging, snapshot)
+    with staged_directory(snapshot) as staging:
+      for package in ("balle", "experiments"):
+        shutil.copytree(os.path.join(root, package),
+                        os.path.join(staging, package),
+                        ignore=shutil.ignore_patterns("__pycache__"))
   return snapshot
 
 
@@ -160,7 +159,7 @@ def _measure(model_dir, campaign):
       continue
     j2k = _jpeg2000(name, images)
     campaign.references[name] = [
-        list(point) for point in rd_plot.curve_from_results(j2k).psnr_rgb]
+        list(point) for point in rd_curves.curve_from_results(j2k).psnr_rgb]
     with tempfile.TemporaryDirectory() as output_dir:
       _python_module("experiments.evaluate",
                      [f"--models={model_dir}", f"--images={images}",

@@ -26,10 +26,10 @@ from absl import app
 from absl import flags
 
 from balle import campaign as campaign_lib
-from balle import campaign_records
-from balle import compression_model
 from balle import data
-from balle import diagnosis
+from balle.campaign import diagnosis
+from balle.campaign import records as campaign_records
+from balle.models import compression_model
 from experiments import campaign as campaign_runner
 
 flags.DEFINE_list("arms", [], "run: arms as NAME:SEED (balle.diagnosis.ARMS).")

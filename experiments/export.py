@@ -10,8 +10,8 @@ balle/export.py.
 from absl import app
 from absl import flags
 
-from balle import export
 from balle import pretrained
+from balle.coding import export
 
 _MODEL = flags.DEFINE_string(
     "model", None, "Model folder or shipped model name (default: the shipped "

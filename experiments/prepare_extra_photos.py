@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from balle import data
-from balle import photo_curation
+from balle.data import photo_curation
 
 # name, repository, commit, folders (globs under the checkout), file name
 # globs left out, licence or terms as stated by the repository.

@@ -20,7 +20,9 @@ import sys
 
 from absl import app, flags, logging
 
-from balle import baselines, evaluation, rd_plot
+from balle import evaluation
+from balle.evaluation import baselines
+from balle.evaluation import rd_curves
 from experiments import kodak
 
 flags.DEFINE_string("images", "data/kodak",
@@ -78,10 +80,10 @@ def main(argv):
       cache_dir=os.path.join(output_dir, "cache"), quick=FLAGS.quick)
   result_paths += [p for p in written if p.endswith(".json")]
 
-  curves = rd_plot.load_curves(result_paths)
-  curves += rd_plot.published_curves(kodak.PUBLISHED_CURVES)
+  curves = rd_curves.load_curves(result_paths)
+  curves += rd_curves.published_curves(kodak.PUBLISHED_CURVES)
   title = f"Kodak ({len(images)} image{'s' * (len(images) != 1)})"
-  written = rd_plot.write_report(curves, output_dir, title, kodak.ANCHORS)
+  written = rd_curves.write_report(curves, output_dir, title, kodak.ANCHORS)
   logging.info("wrote %s", ", ".join(written))
   with open(os.path.join(output_dir, "rd_table.md")) as f:
     print(f.read())

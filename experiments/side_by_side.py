@@ -14,8 +14,11 @@ import os
 
 from absl import app, flags
 
-from balle import baselines, comparison_picture, image_io, pretrained
-from balle import safe_write
+from balle import pretrained
+from balle.evaluation import baselines
+from balle.evaluation import comparison_picture
+from balle.io import image_io
+from balle.io import safe_write
 
 flags.DEFINE_string("image", None, "Image to code (RGB or gray).")
 flags.DEFINE_list("models", [], "Model folders or shipped model names; the "

@@ -38,7 +38,7 @@ from absl import app
 from absl import flags
 
 from balle import training
-from balle import train_config
+from balle.training import config as train_config
 
 # Settings every run must give: defined without a default, marked required.
 REQUIRED = ("model_dir", "train_glob")

@@ -3,13 +3,21 @@ images, a fake finished training run."""
 
 import dataclasses
 import json
+import math
 import os
+import pathlib
 import shutil
 
 import numpy as np
 from PIL import Image
 import pytest
 import tensorflow as tf
+
+# The tests' root (conftest.py's folder; the suite mirrors balle/'s
+# subpackages below it), the repository, and the committed test files.
+TESTS = os.path.dirname(os.path.abspath(__file__))
+REPOSITORY = os.path.dirname(TESTS)
+FIXTURES = pathlib.Path(TESTS) / "fixtures"
 
 # Under pytest-xdist (-n K), each of the K worker processes gets its share of
 # the cores for TensorFlow's thread pools instead of all of them.
@@ -20,10 +28,10 @@ if _WORKERS > 1:
   tf.config.threading.set_inter_op_parallelism_threads(_THREADS)
 
 # pylint: disable=wrong-import-position
-from balle import file_format
-from balle.compression_model import load_model
-from balle.hyperprior import ScaleHyperpriorModel
-from balle.model import FactorizedPriorModel, ModelConfig
+from balle.coding import file_format
+from balle.models.bls2017 import FactorizedPriorModel, ModelConfig
+from balle.models.bmshj2018 import ScaleHyperpriorModel
+from balle.models.compression_model import load_model
 
 
 def smooth_image(height, width, channels=3, seed=0):
@@ -37,6 +45,11 @@ def smooth_image(height, width, channels=3, seed=0):
              + rng.normal(0, 6, (height, width)))
     planes.append(plane)
   return np.clip(np.stack(planes, -1), 0, 255).astype(np.uint8)
+
+
+def log_curve(rates, factor=1.0):
+  """PSNR = 30 + 10 log2(bpp / factor): `factor` times the anchor's rate."""
+  return tuple((r, 30 + 10 * math.log2(r / factor)) for r in rates)
 
 
 def write_noise_image(path, height, width, seed=0, mode="RGB"):

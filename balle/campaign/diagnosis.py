@@ -34,6 +34,8 @@ import time
 
 import numpy as np
 
+from balle.io.safe_write import write_file_atomic
+
 YARDSTICK_FILE = "yardstick.txt"
 DIAGNOSIS_FILE = "diagnosis.json"
 YARDSTICK_SIZE = 48
@@ -119,9 +121,8 @@ def write_yardstick(directory, files):
   path = os.path.join(directory, YARDSTICK_FILE)
   if os.path.exists(path):
     raise FileExistsError(f"{path} exists: the yardstick is fixed once")
-  with open(path + ".partial", "w") as f:
-    f.write("".join(p + "\n" for p in files))
-  os.replace(path + ".partial", path)
+  text = "".join(p + "\n" for p in files)
+  write_file_atomic(path, lambda f: f.write(text.encode()))
   return path
 
 
@@ -136,10 +137,10 @@ def read_yardstick(directory):
 
 def measure(model, images, lmbda):
   """Real coding of `images` (uint8 arrays) by a frozen model
-  (`training.coded_figures`): means of bpp (from the file size), MSE and
+  (`validation.coded_figures`): means of bpp (from the file size), MSE and
   PSNR, and J = bpp + lambda MSE."""
-  from balle import training  # pylint: disable=g-import-not-at-top
-  bpps, mses, psnrs = training.coded_figures(model, images)
+  from balle.training import validation  # pylint: disable=g-import-not-at-top
+  bpps, mses, psnrs = validation.coded_figures(model, images)
   bpp, mse = float(np.mean(bpps)), float(np.mean(mses))
   return {"images": len(images), "bpp": bpp, "mse_255": mse,
           "psnr_db": float(np.mean(psnrs)), "loss": bpp + lmbda * mse}
@@ -188,9 +189,8 @@ class Diagnosis:
     self.records = [r for r in self.records if _key(r) != _key(record)]
     self.records.append(record)
     text = json.dumps({"arms": self.records}, indent=1) + "\n"
-    with open(self.path + ".partial", "w") as f:
-      f.write(text)
-    os.replace(self.path + ".partial", self.path)
+    write_file_atomic(self.path, lambda f: f.write(text.encode()),
+                      overwrite=True)
 
   def markdown_table(self):
     """One row per run and one per arm (mean over seeds), with the change

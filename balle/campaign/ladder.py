@@ -11,24 +11,24 @@ import os
 import shutil
 
 from balle import pretrained
-from balle import rd_plot
-from balle.campaign_records import ANCHOR
-from balle.campaign_records import STATE_FILE
-from balle.campaign_records import TRAINING_RECIPE
-from balle.campaign_records import gpix
-from balle.campaign_records import now
-from balle.campaign_records import portable_flags
-from balle.campaign_records import published_curve
-from balle.campaign_records import published_title
-from balle.campaign_records import save_measured
-from balle.campaign_records import test_set_cell
-from balle.campaign_records import test_set_columns
-from balle.campaign_records import test_set_title
-from balle.compression_model import CONFIG_FILE
-from balle.compression_model import ModelConfig
-from balle.compression_model import WEIGHTS_FILE
-from balle.compression_model import load_model
-from balle.safe_write import write_file_atomic
+from balle.campaign.records import ANCHOR
+from balle.campaign.records import gpix
+from balle.campaign.records import now
+from balle.campaign.records import portable_flags
+from balle.campaign.records import published_curve
+from balle.campaign.records import published_title
+from balle.campaign.records import save_measured
+from balle.campaign.records import STATE_FILE
+from balle.campaign.records import test_set_cell
+from balle.campaign.records import test_set_columns
+from balle.campaign.records import test_set_title
+from balle.campaign.records import TRAINING_RECIPE
+from balle.evaluation.bd_rate import bd_rate
+from balle.io.safe_write import write_file_atomic
+from balle.models.compression_model import CONFIG_FILE
+from balle.models.compression_model import load_model
+from balle.models.compression_model import ModelConfig
+from balle.models.compression_model import WEIGHTS_FILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,7 +330,7 @@ class LadderMixin:
     for name, title, reference in comparisons:
       ours = self.ladder_curve(name)
       if len(ours) >= 2:
-        rates[f"{name} vs {title}"] = rd_plot.bd_rate(reference, ours)[0]
+        rates[f"{name} vs {title}"] = bd_rate(reference, ours)[0]
     return rates
 
   def ladder_comparison(self, other):
@@ -343,8 +343,8 @@ class LadderMixin:
              for c in (self, other)]
     for name in sorted(names[0] & names[1],
                        key=lambda name: (name != "kodak", name)):
-      rate, overlap = rd_plot.bd_rate(other.ladder_curve(name),
-                                      self.ladder_curve(name))
+      rate, overlap = bd_rate(other.ladder_curve(name),
+                              self.ladder_curve(name))
       lines.append(f"- {name}: BD-rate (PSNR) of the {self.architecture} "
                    f"ladder against the {other.architecture} ladder: "
                    + ("-" if not math.isfinite(rate) else f"{rate:+.1f} %")

@@ -35,24 +35,24 @@ import os
 
 import numpy as np
 
-from balle import ladder
-from balle.campaign_records import ANCHOR
-from balle.campaign_records import GAP_J2K
-from balle.campaign_records import STATE_FILE
-from balle.campaign_records import TRAINING_RECIPE
-from balle.campaign_records import gpix
-from balle.campaign_records import now
-from balle.campaign_records import portable_flags
-from balle.campaign_records import projection
-from balle.campaign_records import published_curve
-from balle.campaign_records import published_gap_key
-from balle.campaign_records import published_title
-from balle.campaign_records import save_measured
-from balle.campaign_records import test_set_cell
-from balle.campaign_records import test_set_columns
-from balle.campaign_records import test_set_title
-from balle.compression_model import load_model
-from balle.safe_write import write_file_atomic
+from balle.campaign import ladder
+from balle.campaign.records import ANCHOR
+from balle.campaign.records import GAP_J2K
+from balle.campaign.records import gpix
+from balle.campaign.records import now
+from balle.campaign.records import portable_flags
+from balle.campaign.records import projection
+from balle.campaign.records import published_curve
+from balle.campaign.records import published_gap_key
+from balle.campaign.records import published_title
+from balle.campaign.records import save_measured
+from balle.campaign.records import STATE_FILE
+from balle.campaign.records import test_set_cell
+from balle.campaign.records import test_set_columns
+from balle.campaign.records import test_set_title
+from balle.campaign.records import TRAINING_RECIPE
+from balle.io.safe_write import write_file_atomic
+from balle.models.compression_model import load_model
 
 
 

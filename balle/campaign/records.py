@@ -5,16 +5,14 @@ and saving a model beside its measurement (balle.campaign, balle.ladder).
 
 import datetime
 import math
-import os
-import shutil
-import tempfile
 
 import numpy as np
 
 from balle import pretrained
-from balle import rd_plot
-from balle import reference_curves
-from balle.training import portable_path
+from balle.evaluation import rd_curves
+from balle.evaluation import reference_curves
+from balle.io.safe_write import staged_directory
+from balle.training.loop import portable_path
 
 STATE_FILE = "campaign.json"       # a campaign's plan and records
 ANCHOR = "anchor"                  # the anchor's folder in a campaign's
@@ -58,7 +56,7 @@ def figures_of_test_set(results, j2k=None, published=None):
   published_gap_key(published) when `published` (a
   reference_curves.PublishedCurve) is:
       gap = PSNR(model) - PSNR_ref(bpp(model))   [dB],
-  PSNR_ref interpolated linearly in log(bpp) (rd_plot.value_at_log_bpp);
+  PSNR_ref interpolated linearly in log(bpp) (rd_curves.value_at_log_bpp);
   None when the model's bpp is outside the reference's range.
   """
   values = results["results"]
@@ -70,12 +68,12 @@ def figures_of_test_set(results, j2k=None, published=None):
     if ours and theirs and ours != theirs:
       raise ValueError(f"JPEG 2000 was measured on other images (image set "
                        f"{theirs}) than the model ({ours})")
-    references[GAP_J2K] = rd_plot.curve_from_results(j2k).psnr_rgb
+    references[GAP_J2K] = rd_curves.curve_from_results(j2k).psnr_rgb
   if published is not None:
     references[published_gap_key(published)] = published.psnr_rgb
   for key, points in references.items():
-    gap = figures["psnr_db"] - rd_plot.value_at_log_bpp(points,
-                                                        figures["bpp"])
+    gap = figures["psnr_db"] - rd_curves.value_at_log_bpp(points,
+                                                          figures["bpp"])
     figures[key] = round(gap, 3) if math.isfinite(gap) else None
   return figures
 
@@ -166,20 +164,6 @@ def save_measured(model, directory, measure=None):
   The model is written and measured in a staging folder beside `directory`
   and renamed into place only when both succeeded.
   """
-  parent = os.path.dirname(directory) or "."
-  os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(dir=parent, prefix=".staging-")
-  try:
+  with staged_directory(directory, overwrite=True) as staging:
     model.save(staging, overwrite=True)
-    figures = measure(staging) if measure else None
-    old = None
-    if os.path.exists(directory):
-      old = directory + ".old"
-      os.replace(directory, old)
-    os.replace(staging, directory)
-    if old:
-      shutil.rmtree(old)
-    return figures
-  finally:
-    if os.path.exists(staging):
-      shutil.rmtree(staging)
+    return measure(staging) if measure else None

@@ -24,8 +24,8 @@ on a file's contents.
 import numpy as np
 import tensorflow as tf
 
-from balle import file_format
-from balle.file_format import FormatError
+from balle.coding import file_format
+from balle.coding.file_format import FormatError
 
 TILE_SIZE = 1024  # pixels per tile side in files written here
 # Tiles a decoded file may have: what TILE_SIZE gives at 65535 x 65535.

@@ -20,13 +20,11 @@ the range coder writes for the values it decodes to (the model's
 InvalidArgumentError with a message that names the problem.
 """
 
-import os
-import shutil
-
 import tensorflow as tf
 
-from balle import codec as balle_codec
-from balle import file_format
+from balle.coding import codec as balle_codec
+from balle.coding import file_format
+from balle.io.safe_write import staged_directory
 
 
 class _SavedCodec(tf.Module):
@@ -97,17 +95,9 @@ def export_saved_model(model, directory, overwrite=False):
   replaced with overwrite=True.
   """
   model._require_frozen()  # pylint: disable=protected-access
-  if os.path.exists(directory) and not overwrite:
-    raise FileExistsError(f"{directory} exists; pass --overwrite to replace it")
-  module = _SavedCodec(model)
-  temporary = f"{directory.rstrip(os.sep)}.tmp-{os.getpid()}"
-  try:
+  with staged_directory(directory, overwrite) as staging:
+    module = _SavedCodec(model)
     tf.saved_model.save(
-        module, temporary,
+        module, staging,
         signatures={"compress": module.compress,
                     "decompress": module.decompress})
-    if os.path.exists(directory):
-      shutil.rmtree(directory)
-    os.replace(temporary, directory)
-  finally:
-    shutil.rmtree(temporary, ignore_errors=True)

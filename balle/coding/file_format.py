@@ -50,6 +50,8 @@ import zlib
 
 import tensorflow as tf
 
+from balle.io.image_io import DEFAULT_MAX_PIXELS
+
 MAGIC = b"BLLE"
 VERSION = 2
 VERSIONS_READ = (1, 2)
@@ -57,9 +59,6 @@ FACTORIZED_PRIOR = "bls2017"  # the architecture of every version-1 file
 ARCHITECTURE_SIZE = 16
 MAX_IMAGE_SIZE = 0xFFFF
 MAX_RANK = 4
-# Like Pillow's decompression-bomb limit (89.5 Mpix warns, 179 Mpix fails):
-# 128 Mpix, e.g. 16384 x 8192; callers and `balle --max_pixels` can change it.
-DEFAULT_MAX_PIXELS = 1 << 27
 CHECKSUM_SIZE = 4
 
 _HEADER = struct.Struct(f">4sBB8s{ARCHITECTURE_SIZE}sHHHI")

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from balle.file_format import FormatError
+from balle.coding.file_format import FormatError
 
 _ZERO_PADDING_BYTES = 64
 _ONE_BITS_BYTES_PER_VALUE = 2

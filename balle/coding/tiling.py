@@ -20,7 +20,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from balle.compression_model import to_image_pixels
+from balle.coding.pixels import to_image_pixels
 
 
 def ceil_div(a, b):

@@ -2,9 +2,9 @@
 validates on (`training_data`).
 
 Training patches come from images decoded once into memory
-(balle.data.PatchSampler, the faster for sets that fit) or from the files,
+(balle.data.patches.PatchSampler, the faster for sets that fit) or from the files,
 decoded as they are needed by tf.data (balle.streaming.PatchStream). Both
-draw the same patches (balle.data.draw_patch) and offer the same
+draw the same patches (balle.data.patches.draw_patch) and offer the same
 `dataset()`. `choose_pipeline` decides from the decoded size, which
 `read_headers` reads from the image headers without decoding a pixel
 (Pillow opens files lazily): height x width x channels bytes, uint8 as
@@ -16,7 +16,7 @@ Before training starts, and alike for both pipelines, files whose header
 cannot be read are dropped with a warning naming each, and images smaller
 than the patch size are dropped and counted in the log (as load_images
 always did); files that fail later, while decoding, are skipped with a
-warning too (balle.data.load_images, balle.streaming.PatchStream).
+warning too (balle.data.files.load_images, balle.streaming.PatchStream).
 """
 
 import os
@@ -24,10 +24,15 @@ import os
 from absl import logging
 from PIL import Image
 
-from balle import data
-from balle import image_io
-from balle import streaming
-from balle.file_format import DEFAULT_MAX_PIXELS
+from balle.data import streaming
+from balle.data.files import crop_to_multiple
+from balle.data.files import expand_patterns
+from balle.data.files import load_images
+from balle.data.files import split_validation
+from balle.data.files import warn_skipped
+from balle.data.patches import PatchSampler
+from balle.io import image_io
+from balle.io.image_io import DEFAULT_MAX_PIXELS
 
 PIPELINES = ("auto", "memory", "stream")
 GIB = 2 ** 30
@@ -47,11 +52,11 @@ def read_headers(files, channels=3):
         stored = 1 if image.mode in _GRAY_MODES else 3
     except Exception as error:  # pylint: disable=broad-except
       # Pillow raises many types on malformed headers (see image_io).
-      data.warn_skipped(path, f"header unreadable ({error})")
+      warn_skipped(path, f"header unreadable ({error})")
       continue
     if width * height > DEFAULT_MAX_PIXELS:
-      data.warn_skipped(path, f"{width}x{height} is above the limit of "
-                        f"{DEFAULT_MAX_PIXELS} pixels")
+      warn_skipped(path, f"{width}x{height} is above the limit of "
+                   f"{DEFAULT_MAX_PIXELS} pixels")
       continue
     headers.append((path, height, width, channels or stored))
   return headers
@@ -77,18 +82,18 @@ def training_data(patterns, patchsize, batchsize, multiple, num_validation=0,
                   memory_budget_gib=2.0):
   """(patches, list of validation images).
 
-  `patches` is a balle.data.PatchSampler or a balle.streaming.PatchStream
+  `patches` is a balle.data.patches.PatchSampler or a balle.streaming.PatchStream
   over the training images, as `choose_pipeline` decides; logs the
   choice and why, and the number of images found, held out, skipped and
   used. Validation images are decoded into memory and cropped to multiples
   of `multiple` (the model's downsampling factor), never skipped.
   """
-  files = data.expand_patterns(patterns)
+  files = expand_patterns(patterns)
   if not files:
     raise FileNotFoundError(f"no images ({', '.join(image_io.IMAGE_SUFFIXES)})"
                             f" match {patterns}")
-  train_files, validation_files = data.split_validation(files, num_validation,
-                                                        validation_patterns)
+  train_files, validation_files = split_validation(files, num_validation,
+                                                   validation_patterns)
   headers = read_headers(train_files, channels)
   usable = [h for h in headers if min(h[1:3]) >= patchsize]
   if not usable:
@@ -108,10 +113,10 @@ def training_data(patterns, patchsize, batchsize, multiple, num_validation=0,
                       "memory budget (%s)", why)
     else:
       logging.info("input pipeline: images decoded into memory (%s)", why)
-    images, _ = data.load_images([path for path, _, _, _ in usable], patchsize,
-                                 channels, skip_unreadable=True)
-    patches = data.PatchSampler(images, patchsize, batchsize, seed,
-                                random_downsample)
+    images, _ = load_images([path for path, _, _, _ in usable], patchsize,
+                            channels, skip_unreadable=True)
+    patches = PatchSampler(images, patchsize, batchsize, seed,
+                           random_downsample)
   else:
     logging.info("input pipeline: streamed from the files by tf.data, %d "
                  "patches per decoded image (%s)",
@@ -119,8 +124,8 @@ def training_data(patterns, patchsize, batchsize, multiple, num_validation=0,
     patches = streaming.PatchStream([path for path, _, _, _ in usable],
                                     patchsize, batchsize, seed,
                                     random_downsample, channels)
-  validation, _ = data.load_images(validation_files, 0, channels)
-  validation = [data.crop_to_multiple(a, multiple) for a in validation]
+  validation, _ = load_images(validation_files, 0, channels)
+  validation = [crop_to_multiple(a, multiple) for a in validation]
   logging.info("validation images: %s",
                ", ".join(os.path.basename(f) for f in validation_files))
   return patches, validation

@@ -1,6 +1,6 @@
 """Training patches streamed from image files by tf.data (`PatchStream`),
 for training sets whose decoded pixels do not fit the memory budget
-(balle.input_pipeline chooses between this and balle.data.PatchSampler).
+(balle.input_pipeline chooses between this and balle.data.patches.PatchSampler).
 
     files (under tf.distribute: this input pipeline's share)
       shuffled anew each epoch, repeated
@@ -8,10 +8,10 @@ for training sets whose decoded pixels do not fit the memory budget
       shuffle buffer of SHUFFLE_PATCHES patches
       batches of batchsize, float32 on the 0..255 scale, prefetched
 
-Files are decoded by balle.data.read_channels (Pillow, in a tf.py_function:
+Files are decoded by balle.data.files.read_channels (Pillow, in a tf.py_function:
 Pillow decodes every suffix balle.image_io accepts, TIFF and WebP too, and
 releases Python's lock while it decodes), and patches are drawn by
-balle.data.draw_patch, so both pipelines give the same channels, crops,
+balle.data.patches.draw_patch, so both pipelines give the same channels, crops,
 random downsampling and flips. Only the images being decoded and the
 shuffle buffer are in memory at any time.
 
@@ -35,7 +35,10 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from balle import data
+from balle.data.files import read_channels
+from balle.data.files import shard_files
+from balle.data.files import warn_skipped
+from balle.data.patches import draw_patch
 
 # Patches drawn from each decoded image (see the module doc).
 PATCHES_PER_IMAGE = 8
@@ -47,7 +50,7 @@ SHUFFLE_PATCHES = 1024
 class PatchStream:
   """Endless random patches of image files, decoded as they are needed.
 
-  Same patches and the same `dataset()` as balle.data.PatchSampler (which
+  Same patches and the same `dataset()` as balle.data.patches.PatchSampler (which
   holds the decoded images in memory instead). Files are expected at least
   `patchsize` on each side (balle.input_pipeline drops smaller ones from
   their headers); a smaller one is skipped with a warning.
@@ -56,7 +59,7 @@ class PatchStream:
     files: image files (any suffix of balle.image_io.IMAGE_SUFFIXES).
     patchsize, batchsize: side of the patches in px, patches per batch.
     seed: int or tuple of ints (numpy's seed), for file order and patches.
-    random_downsample: balle.data.draw_patch's.
+    random_downsample: balle.data.patches.draw_patch's.
     channels: 1 or 3 (gray repeated to RGB, RGB reduced to luma).
     patches_per_image, shuffle_patches: see the module constants.
   """
@@ -83,15 +86,15 @@ class PatchStream:
 
     With a tf.distribute.InputContext (`distribute_datasets_from_function`)
     the stream's files are sharded among the input pipelines
-    (balle.data.shard_files), each seeded by its index, and
+    (balle.data.files.shard_files), each seeded by its index, and
     the batches are the per-replica share of `batchsize`. tf.distribute's
     automatic sharding is turned off: the files are sharded here.
     """
     files, batchsize, pipeline = self.files, self.batchsize, 0
     if input_context is not None:
       pipeline = input_context.input_pipeline_id
-      files = data.shard_files(files, input_context.num_input_pipelines,
-                               pipeline)
+      files = shard_files(files, input_context.num_input_pipelines,
+                          pipeline)
       batchsize = input_context.get_per_replica_batch_size(self.batchsize)
     file_seed, patch_seed = (int(v) for v in np.random.default_rng(
         (*np.atleast_1d(self.seed), pipeline)).integers(
@@ -130,7 +133,7 @@ class PatchStream:
     if path in self.skipped:
       return none
     try:
-      image = data.read_channels(path, self.channels)
+      image = read_channels(path, self.channels)
       if min(image.shape[:2]) < p:
         raise ValueError(f"{image.shape[1]}x{image.shape[0]} is smaller than "
                          f"the patch size {p}")
@@ -140,8 +143,8 @@ class PatchStream:
         first = path not in self.skipped
         self.skipped.add(path)
       if first:
-        data.warn_skipped(path, f"{error}; skipped for the rest of the run")
+        warn_skipped(path, f"{error}; skipped for the rest of the run")
       return none
     rng = np.random.default_rng(seed)
-    return np.stack([data.draw_patch(image, p, rng, self.random_downsample)
+    return np.stack([draw_patch(image, p, rng, self.random_downsample)
                      for _ in range(self.patches_per_image)])

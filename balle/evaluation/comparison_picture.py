@@ -22,9 +22,9 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from balle import baselines
-from balle import codec as codec_lib
-from balle import metrics
+from balle.coding import codec as codec_lib
+from balle.evaluation import baselines
+from balle.evaluation import metrics
 
 DEFAULT_CROP_SIZE = (192, 128)  # (w, h) of the default crop, pixels
 QUALITY_RANGE = (1, 95)         # integer qualities searched for a target bpp

@@ -39,12 +39,12 @@ import time
 import numpy as np
 from absl import logging
 
-from balle import codec as codec_lib
-from balle import data as data_lib
-from balle import metrics
 from balle import pretrained
-from balle import safe_write
-from balle.image_io import IMAGE_SUFFIXES
+from balle.coding import codec as codec_lib
+from balle.data import files
+from balle.evaluation import metrics
+from balle.io import safe_write
+from balle.io.image_io import IMAGE_SUFFIXES
 
 RESULT_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time",
                "decoding_time")
@@ -108,9 +108,9 @@ def image_set_hash(paths):
 
 
 def named_images(paths):
-  """[(file name, uint8 array [H, W, C])], read by balle.data.load_images
+  """[(file name, uint8 array [H, W, C])], read by balle.data.files.load_images
   with the channels C (1 or 3) the files store."""
-  images, _ = data_lib.load_images(paths, channels=None)
+  images, _ = files.load_images(paths, channels=None)
   return [(os.path.basename(path), image)
           for path, image in zip(paths, images)]
 

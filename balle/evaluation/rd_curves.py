@@ -1,4 +1,5 @@
-"""Rate-distortion curves: plots, interpolated PSNR table and BD-rate.
+"""Rate-distortion curves: loading, plots, the interpolated PSNR table and
+the BD-rate table (BD-rate itself: balle.evaluation.bd_rate).
 
 A curve is a set of (bpp, PSNR dB) and (bpp, MS-SSIM) points. For tables:
 
@@ -6,14 +7,7 @@ A curve is a set of (bpp, PSNR dB) and (bpp, MS-SSIM) points. For tables:
   points (blank when r is outside the curve's range: no extrapolation);
   `value_at_log_bpp` interpolates linearly in log(bpp) instead (the campaign's
   gaps to reference curves).
-- BD-rate (Bjontegaard delta rate) of a test curve against an anchor is the
-  mean relative rate difference at equal quality,
-      BD-rate = 10^(mean over D in [D_lo, D_hi] of (log10 R_test(D) -
-                log10 R_anchor(D))) - 1      (in percent; negative = saves),
-  with log10 R(D) interpolated by PCHIP and [D_lo, D_hi] the overlap of the
-  two curves' quality ranges (the `bjontegaard` package, method "pchip").
-  Only points that raise the quality over every lower-rate point are used, as
-  R(D) must be a function. A value whose overlap is below 75% of the union of
+- A BD-rate whose quality overlap is below MIN_OVERLAP (75%) of the union of
   the quality ranges is marked with "*" in the table.
 
 Which curves the tables compare against (the anchors) and which published
@@ -24,12 +18,12 @@ project's Kodak report).
 import dataclasses
 import math
 import os
-import warnings
 
 import numpy as np
 
-from balle import reference_curves
-from balle import safe_write
+from balle.evaluation import reference_curves
+from balle.evaluation.bd_rate import bd_rate
+from balle.io import safe_write
 
 MODEL, MEASURED, PUBLISHED = "model", "measured", "published"
 TABLE_RATES_BPP = (0.25, 0.5, 1.0)
@@ -146,50 +140,6 @@ def value_at_log_bpp(points, bpp):
   if log_bpp < log_rates[0] or log_bpp > log_rates[-1]:
     return math.nan
   return float(np.interp(log_bpp, log_rates, [v for _, v in points]))
-
-
-def monotone_points(points):
-  """Points sorted by rate whose quality exceeds that of all cheaper points."""
-  kept = []
-  for bpp, value in sorted(points):
-    if not kept or value > kept[-1][1]:
-      if kept and bpp == kept[-1][0]:
-        kept[-1] = (bpp, value)
-      else:
-        kept.append((bpp, value))
-  return tuple(kept)
-
-
-def quality_overlap(anchor, test):
-  """Overlap of the two curves' quality ranges / their union, in [0, 1]."""
-  if not anchor or not test:
-    return 0.0
-  a = [v for _, v in anchor]
-  t = [v for _, v in test]
-  union = max(max(a), max(t)) - min(min(a), min(t))
-  overlap = min(max(a), max(t)) - max(min(a), min(t))
-  return max(overlap, 0.0) / union if union > 0 else 0.0
-
-
-def bd_rate(anchor, test):
-  """(BD-rate of test vs anchor in percent, quality overlap fraction).
-
-  anchor, test: ((bpp, quality), ...). NaN when a curve has fewer than two
-  usable points or the quality ranges do not overlap.
-  """
-  import bjontegaard  # pylint: disable=import-outside-toplevel
-  anchor = monotone_points(anchor)
-  test = monotone_points(test)
-  overlap = quality_overlap(anchor, test)
-  if len(anchor) < 2 or len(test) < 2 or overlap <= 0:
-    return math.nan, overlap
-  with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    value = bjontegaard.bd_rate(
-        [p[0] for p in anchor], [p[1] for p in anchor],
-        [p[0] for p in test], [p[1] for p in test],
-        method="pchip", require_matching_points=False, min_overlap=0)
-  return float(value), overlap
 
 
 # -- table --------------------------------------------------------------------

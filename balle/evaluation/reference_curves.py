@@ -16,8 +16,10 @@ import dataclasses
 import functools
 import os
 
-DATA_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                           "reference_data")
+# balle/reference_data, package data beside balle/pretrained.
+DATA_FOLDER = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "reference_data")
 FILE_SUFFIX = ".txt"
 COLUMNS = ("bpp", "psnr_rgb_db", "ms_ssim_rgb")
 HEADER_FIELDS = ("label", "family", "citation", "source")

@@ -14,9 +14,13 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from balle.file_format import DEFAULT_MAX_PIXELS
-from balle.safe_write import write_file_atomic
+from balle.io.safe_write import write_file_atomic
 
+# The most pixels an image read or a file decoded may have (file_format.unpack
+# too). Like Pillow's decompression-bomb limit (89.5 Mpix warns, 179 Mpix
+# fails): 128 Mpix, e.g. 16384 x 8192; callers and `balle --max_pixels` can
+# change it.
+DEFAULT_MAX_PIXELS = 1 << 27
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 

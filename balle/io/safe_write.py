@@ -1,6 +1,11 @@
-"""Atomic file writes that never replace an existing file by accident."""
+"""Atomic writes that never replace an existing file or folder by accident:
+a file (`write_file_atomic`) or a whole folder (`staged_directory`) is
+written beside its destination and renamed into place only when complete.
+"""
 
+import contextlib
 import os
+import shutil
 import tempfile
 
 
@@ -74,3 +79,29 @@ def _link_exclusive(source, path):
       raise FileExistsError(
           f"{path} exists; pass --overwrite to replace it") from None
     os.replace(source, path)
+
+
+@contextlib.contextmanager
+def staged_directory(directory, overwrite=False):
+  """Yields an empty staging folder beside `directory` to fill; when the
+  block ends without error, the staging folder replaces `directory`.
+
+  Never replaces an existing `directory` unless overwrite=True; a failed
+  block leaves `directory` as it was and no staging folder behind.
+  """
+  directory = os.path.abspath(directory)
+  if os.path.exists(directory) and not overwrite:
+    raise FileExistsError(f"{directory} exists; pass --overwrite to replace it")
+  parent = os.path.dirname(directory)
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(
+      dir=parent, prefix=f".{os.path.basename(directory)}.", suffix=".tmp")
+  try:
+    yield staging
+    old = staging + ".old"
+    if os.path.exists(directory):
+      os.replace(directory, old)
+    os.replace(staging, directory)
+    shutil.rmtree(old, ignore_errors=True)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)

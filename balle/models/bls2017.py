@@ -1,5 +1,28 @@
-"""The factorized-prior model of Ballé, Laparra & Simoncelli (ICLR 2017),
-architecture "bls2017" (balle.compression_model).
+"""The factorized-prior model of Ballé, Laparra & Simoncelli, "End-to-end
+optimized image compression" (ICLR 2017), architecture "bls2017"
+(balle.models.compression_model): its transforms and its model.
+
+g_a maps an image x (values in [0, 1]) to latents y; g_s maps quantized
+latents back to an image. Three stages each, as in the paper (Sec. 2,
+Fig. 1), so a latent pixel covers 16x16 image pixels:
+
+    g_a: [conv 9x9 /4, GDN] -> [conv 5x5 /2, GDN] -> conv 5x5 /2
+    g_s: [deconv 5x5 x2, IGDN] -> [deconv 5x5 x2, IGDN] -> deconv 9x9 x4
+
+with N filters in each layer but g_a's last, which has M (the latents'
+channels, N unless configured otherwise; g_s's first takes M). The layers
+are balle.models.layers'.
+
+Two choices differ from a literal reading of the paper's figure; both follow
+tensorflow-compression's reference bls2017 model and were measured here:
+- No GDN on the latents (end of g_a) and no IGDN on them (start of g_s). A GDN
+  there bounds the latents at initialization (|y| < sqrt(1/gamma) ~ 3.2 with
+  tfc's initial gamma = 0.1), leaving few quantization levels: our first CPU
+  run with it reached only 24 dB after 6.6k steps, then diverged.
+- Convolutions with kernels in the frequency domain (RDFT), balle.models.layers.
+
+    x --g_a--> y --(+u | round)--> y_hat --g_s--> x_hat
+                     p(y_hat): per-channel factorized prior
 
 Training (paper, Sec. 3): rounding is replaced by additive uniform noise,
 y~ = g_a(x) + u with u ~ U(-1/2, 1/2), and the rate is the negative
@@ -9,13 +32,16 @@ log-likelihood of y~ under a learned per-channel density p (tfc's
     loss = R + lambda * D,   R = -sum log2 p(y~) / num_pixels   (bits per pixel)
                              D = mean((x - g_s(y~))^2)          (0..255 scale)
 
-(D is the configuration's distortion, balle.losses; MSE above.)
+(D is the configuration's distortion, balle.models.losses; MSE above.)
 
 Coding: `freeze_for_coding()` turns p into integer CDF tables (variables of the
 model, saved with it) once; `compress` rounds y and range-codes it with those
 tables as one section, `decompress` decodes and applies g_s. The decoder never
 rebuilds the tables from floating-point weights, so encoder and decoder agree
 bit for bit.
+
+Function-preserving warm starts (more filters, rescaled latents) are
+balle.models.widen's, offered as `widen_from` and `rescale_latents`.
 """
 
 
@@ -23,29 +49,48 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from balle import file_format
-from balle import losses
-from balle import range_coding
-from balle import tiling
-from balle import transforms
-from balle.compression_model import CompressionModel
-from balle.compression_model import ModelConfig
-from balle.compression_model import frozen_batched_entropy_model
-from balle.compression_model import register
-from balle.compression_model import to_image_pixels
-from balle.compression_model import to_model_channels
+from balle.coding import file_format
+from balle.coding import range_coding
+from balle.coding import tiling
+from balle.coding.pixels import replicate_edges_to_multiple
+from balle.coding.pixels import to_image_pixels
+from balle.coding.pixels import to_model_channels
+from balle.models import layers
+from balle.models import losses
+from balle.models import widen
+from balle.models.compression_model import CompressionModel
+from balle.models.compression_model import frozen_batched_entropy_model
+from balle.models.compression_model import ModelConfig
+from balle.models.compression_model import register
 
 
-def replicate_edges_to_multiple(image, multiple):
-  """Pads [H, W, C] at the bottom and right, repeating the last row and
-  column, to multiples of `multiple`. The decoder crops the padding away;
-  coding a smooth extension instead of the convolutions' zero padding keeps
-  the borders of odd-sized images sharp at no cost in bits."""
-  height, width = tf.shape(image)[0], tf.shape(image)[1]
-  image = tf.concat(
-      [image, tf.repeat(image[-1:], (-height) % multiple, axis=0)], axis=0)
-  return tf.concat(
-      [image, tf.repeat(image[:, -1:], (-width) % multiple, axis=1)], axis=1)
+DOWNSAMPLING_FACTOR = 16  # pixels per latent along each side
+
+
+class AnalysisTransform(layers.ConvStack):
+  """g_a: image in [0, 1], shape [B, H, W, C] -> latents [B, H/16, W/16, M]
+  (M = latent_channels, or num_filters when 0)."""
+
+  def __init__(self, num_filters, gdn_form="paper", precision="float32",
+               name="analysis", latent_channels=0):
+    super().__init__([
+        layers.Stage(num_filters, 9, 4, "gdn", phase_decomposition=True),
+        layers.Stage(num_filters, 5, 2, "gdn"),
+        layers.Stage(latent_channels or num_filters, 5, 2),
+    ], upsample=False, gdn_form=gdn_form, precision=precision, name=name)
+
+
+class SynthesisTransform(layers.ConvStack):
+  """g_s: latents [B, h, w, M] -> image [B, 16h, 16w, C], nominally in
+  [0, 1]."""
+
+  def __init__(self, num_filters, channels, gdn_form="paper",
+               precision="float32", name="synthesis"):
+    super().__init__([
+        layers.Stage(num_filters, 5, 2, "igdn"),
+        layers.Stage(num_filters, 5, 2, "igdn"),
+        layers.Stage(channels, 9, 4, phase_decomposition=True),
+    ], upsample=True, gdn_form=gdn_form, precision=precision, name=name)
 
 
 @register
@@ -60,10 +105,10 @@ class FactorizedPriorModel(CompressionModel):
         config if config is not None else ModelConfig(**config_kwargs),
         precision, name="factorized_prior")
     c = self.config
-    self.analysis = transforms.AnalysisTransform(
+    self.analysis = AnalysisTransform(
         c.num_filters, c.gdn_form, precision,
         latent_channels=c.num_latent_channels)
-    self.synthesis = transforms.SynthesisTransform(
+    self.synthesis = SynthesisTransform(
         c.num_filters, c.channels, c.gdn_form, precision)
     self.prior = tfc.NoisyDeepFactorized(batch_shape=[c.num_latent_channels])
     self.entropy_model = None  # Set by freeze_for_coding() or load().
@@ -77,7 +122,7 @@ class FactorizedPriorModel(CompressionModel):
 
   @property
   def downsampling_factor(self):
-    return transforms.DOWNSAMPLING_FACTOR
+    return DOWNSAMPLING_FACTOR
 
   @property
   def decoder_variables(self):
@@ -86,6 +131,12 @@ class FactorizedPriorModel(CompressionModel):
   @property
   def prior_variables(self):
     return self.prior.trainable_variables
+
+  def widen_from(self, narrow):
+    widen.widen(narrow, self)
+
+  def rescale_latents(self, factor):
+    widen.rescale_latents(self, factor)
 
   def rate_distortion(self, images, training=True, straight_through=False):
     entropy_model = tfc.ContinuousBatchedEntropyModel(

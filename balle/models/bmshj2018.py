@@ -50,19 +50,19 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from balle import file_format
-from balle import losses
-from balle import range_coding
-from balle import tiling
-from balle.compression_model import CompressionModel
-from balle.compression_model import ModelConfig
-from balle.compression_model import frozen_batched_entropy_model
-from balle.compression_model import register
-from balle.compression_model import to_image_pixels
-from balle.compression_model import to_model_channels
-from balle.model import replicate_edges_to_multiple
-from balle.transforms import ConvStack
-from balle.transforms import Stage
+from balle.coding import file_format
+from balle.coding import range_coding
+from balle.coding import tiling
+from balle.coding.pixels import replicate_edges_to_multiple
+from balle.coding.pixels import to_image_pixels
+from balle.coding.pixels import to_model_channels
+from balle.models import losses
+from balle.models.compression_model import CompressionModel
+from balle.models.compression_model import frozen_batched_entropy_model
+from balle.models.compression_model import ModelConfig
+from balle.models.compression_model import register
+from balle.models.layers import ConvStack
+from balle.models.layers import Stage
 
 # The scale table of y's Gaussians: NUM_SCALES scales from SCALE_MIN to
 # SCALE_MAX, equally spaced in log scale.

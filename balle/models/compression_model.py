@@ -20,7 +20,6 @@ and `section_checks` first.
 
 import dataclasses
 import hashlib
-import importlib
 import json
 import os
 
@@ -28,19 +27,17 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from balle import file_format
-from balle import losses
-from balle import transforms
-from balle import weight_storage
-from balle.safe_write import write_file_atomic
+from balle.coding import file_format
+from balle.io.safe_write import write_file_atomic
+from balle.models import layers
+from balle.models import losses
+from balle.models import weight_storage
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
 # Architecture of models saved before config.json named it (and of every
 # version-1 file).
 DEFAULT_ARCHITECTURE = file_format.FACTORIZED_PRIOR
-# Modules defining the built-in architectures, imported on first lookup.
-_BUILT_IN_MODULES = ("balle.model", "balle.hyperprior")
 _REGISTRY = {}
 
 
@@ -85,7 +82,7 @@ class ModelConfig:
                                  "same as num_filters.")
   gdn_form: str = setting("paper", "GDN form: paper (x / sqrt(beta + sum "
                           "gamma x^2)) or simplified (x / (beta + sum gamma "
-                          "|x|)).", choices=transforms.GDN_FORMS)
+                          "|x|)).", choices=layers.GDN_FORMS)
   architecture: str = setting(DEFAULT_ARCHITECTURE, "Model architecture "
                               "(balle.compression_model registry): bls2017, "
                               "the factorized prior, or bmshj2018, the scale "
@@ -105,8 +102,8 @@ class ModelConfig:
                        f"{self.latent_channels}")
     if self.latent_channels == self.num_filters:
       object.__setattr__(self, "latent_channels", 0)
-    if self.gdn_form not in transforms.GDN_FORMS:
-      raise ValueError(f"gdn_form must be one of {transforms.GDN_FORMS}, "
+    if self.gdn_form not in layers.GDN_FORMS:
+      raise ValueError(f"gdn_form must be one of {layers.GDN_FORMS}, "
                        f"got {self.gdn_form!r}")
     model_class(self.architecture)  # raises for unknown names
     losses.distortion_function(self.distortion)
@@ -137,9 +134,8 @@ def register(cls):
 
 
 def model_class(architecture):
-  """The CompressionModel subclass registered as `architecture`."""
-  for module in _BUILT_IN_MODULES:
-    importlib.import_module(module)
+  """The CompressionModel subclass registered as `architecture` (the
+  families register when balle.models imports them)."""
   if architecture not in _REGISTRY:
     raise ValueError(f"unknown model architecture {architecture!r} (known: "
                      f"{', '.join(sorted(_REGISTRY))})")
@@ -175,28 +171,6 @@ def frozen_batched_entropy_model(prior, coding_rank=3):
   return tfc.ContinuousBatchedEntropyModel(
       coding_rank=coding_rank, compression=True, prior_shape=prior.batch_shape,
       cdf=cdf, cdf_offset=cdf_offset, quantization_offset=offset)
-
-
-def to_model_channels(image, channels):
-  """uint8 image [H, W, C] -> [H, W, channels]: a gray image (C = 1) on an
-  RGB model is coded as R = G = B. In TensorFlow ops."""
-  image = tf.cond(tf.shape(image)[2] < channels,
-                  lambda: tf.repeat(image, channels, axis=2), lambda: image)
-  return tf.ensure_shape(image, [None, None, channels])
-
-
-def to_image_pixels(reconstruction, gray, channels):
-  """g_s's output [H, W, channels] (nominally 0..1) -> uint8 pixels, their
-  rounded mean (R + G + B + 1) // 3 when `gray` (a bool tensor) on an RGB
-  model. In TensorFlow ops."""
-  image = tf.saturate_cast(tf.round(reconstruction * 255.), tf.uint8)
-  if channels == 1:
-    return image
-  return tf.cond(
-      gray,
-      lambda: tf.cast((tf.reduce_sum(tf.cast(image, tf.int32), axis=2,
-                                     keepdims=True) + 1) // 3, tf.uint8),
-      lambda: image)
 
 
 def _float16_values(weight):
@@ -253,6 +227,17 @@ class CompressionModel(tf.keras.Model):
   def prior_variables(self):
     """Trainable variables of the entropy model(s)."""
     raise NotImplementedError
+
+  def widen_from(self, narrow):
+    """Warm start from `narrow`, a model of this architecture with fewer
+    filters N or latent channels M: assigns its weights so that this model
+    computes the same reconstruction. Families that cannot, refuse."""
+    raise ValueError(f"{self.ARCHITECTURE} models cannot be widened")
+
+  def rescale_latents(self, factor):
+    """Multiplies the latents by `factor` in place without changing the
+    reconstruction of continuous latents. Families that cannot, refuse."""
+    raise ValueError(f"{self.ARCHITECTURE} models cannot rescale latents")
 
   # -- coding ---------------------------------------------------------------
 

@@ -1,26 +1,15 @@
-"""Analysis and synthesis transforms of Ballé, Laparra & Simoncelli (ICLR 2017).
+"""The layers every family's transforms are built of: GDN (`GDN`,
+`generalized_divisive_normalization`), tfc's SignalConv2D with kernels in
+the frequency domain (`SignalConv2D`, `MatmulRDFTParameter`), and `ConvStack`,
+a chain of convolutions made from a list of `Stage`s (balle.models.bls2017
+and balle.models.bmshj2018 declare their transforms as such lists).
 
-g_a maps an image x (values in [0, 1]) to latents y; g_s maps quantized latents
-back to an image. Three stages each, as in the paper (Sec. 2, Fig. 1), so a
-latent pixel covers 16x16 image pixels:
-
-    g_a: [conv 9x9 /4, GDN] -> [conv 5x5 /2, GDN] -> conv 5x5 /2
-    g_s: [deconv 5x5 x2, IGDN] -> [deconv 5x5 x2, IGDN] -> deconv 9x9 x4
-
-with N filters in each layer but g_a's last, which has M (the latents'
-channels, N unless configured otherwise; g_s's first takes M).
-
-Two choices differ from a literal reading of the paper's figure; both follow
-tensorflow-compression's reference bls2017 model and were measured here:
-- No GDN on the latents (end of g_a) and no IGDN on them (start of g_s). A GDN
-  there bounds the latents at initialization (|y| < sqrt(1/gamma) ~ 3.2 with
-  tfc's initial gamma = 0.1), leaving few quantization levels: our first CPU
-  run with it reached only 24 dB after 6.6k steps, then diverged.
-- Convolutions are tfc's SignalConv2D with kernels parameterized in the
-  frequency domain (RDFT). With plain Keras convolutions training reached
-  7 dB after 300 steps; with RDFT kernels, 25 dB. The inverse RDFT is done as
-  one matrix product (`MatmulRDFTParameter`), not by tfc's batched tiny FFTs,
-  which cost more than the convolutions themselves on CPU.
+Convolutions are tfc's SignalConv2D with kernels parameterized in the
+frequency domain (RDFT), as in tensorflow-compression's reference models.
+With plain Keras convolutions training reached 7 dB after 300 steps; with
+RDFT kernels, 25 dB. The inverse RDFT is done as one matrix product
+(`MatmulRDFTParameter`), not by tfc's batched tiny FFTs, which cost more than
+the convolutions themselves on CPU.
 
 Training may run the transforms in mixed bfloat16 (`precision=
 "mixed_bfloat16"`: float32 variables, bfloat16 arithmetic; 1.5-1.6x faster
@@ -29,13 +18,10 @@ then use VALID padding and cropping (tfc `use_explicit=False`): with EXPLICIT
 padding TensorFlow has no fast bfloat16 kernel for them (~20x slower). Coding
 always runs in float32.
 
-Padding is zero "same" padding: an H x W image gives ceil(H/16) x ceil(W/16)
-latents, and g_s returns a 16*ceil(H/16) x 16*ceil(W/16) image that the model
-crops back to H x W (for coding, the model first extends the image to
-multiples of 16 by edge replication, see balle.model).
-
-`ConvStack` builds any such chain from a list of `Stage`s (the transforms
-of balle.hyperprior too).
+Padding is zero "same" padding: a stack of strides s gives ceil(H/s) x
+ceil(W/s) outputs, and its transpose s*ceil(H/s) x s*ceil(W/s) (for coding,
+the models first extend the image to multiples of the stride by edge
+replication, balle.coding.pixels).
 """
 
 import dataclasses
@@ -43,8 +29,6 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
-
-DOWNSAMPLING_FACTOR = 16
 
 # tfc.GDN's (alpha_parameter, epsilon_parameter) for each form.
 GDN_PARAMETERS = {"paper": (2, 0.5), "simplified": (1, 1)}
@@ -306,29 +290,3 @@ class ConvStack(tf.keras.Sequential):
             name=f"{prefix}{stage.after}_{i}", precision=precision))
       elif stage.after not in ("relu", None):
         raise ValueError(f"unknown nonlinearity {stage.after!r}")
-
-
-class AnalysisTransform(ConvStack):
-  """g_a: image in [0, 1], shape [B, H, W, C] -> latents [B, H/16, W/16, M]
-  (M = latent_channels, or num_filters when 0)."""
-
-  def __init__(self, num_filters, gdn_form="paper", precision="float32",
-               name="analysis", latent_channels=0):
-    super().__init__([
-        Stage(num_filters, 9, 4, "gdn", phase_decomposition=True),
-        Stage(num_filters, 5, 2, "gdn"),
-        Stage(latent_channels or num_filters, 5, 2),
-    ], upsample=False, gdn_form=gdn_form, precision=precision, name=name)
-
-
-class SynthesisTransform(ConvStack):
-  """g_s: latents [B, h, w, M] -> image [B, 16h, 16w, C], nominally in
-  [0, 1]."""
-
-  def __init__(self, num_filters, channels, gdn_form="paper",
-               precision="float32", name="synthesis"):
-    super().__init__([
-        Stage(num_filters, 5, 2, "igdn"),
-        Stage(num_filters, 5, 2, "igdn"),
-        Stage(channels, 9, 4, phase_decomposition=True),
-    ], upsample=True, gdn_form=gdn_form, precision=precision, name=name)

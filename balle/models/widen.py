@@ -1,8 +1,8 @@
 """Function-preserving warm starts of a trained bls2017 model: widening it
 to more filters (`widen`) and rescaling its latents (`rescale_latents`),
 both without changing its reconstruction. Specific to that architecture
-(`FactorizedPriorModel`): it knows how its kernels, GDN and prior
-parameters are laid out.
+(balle.models.bls2017, whose `widen_from` and `rescale_latents` call these):
+it knows how its kernels, GDN and prior parameters are laid out.
 
 The ladder's upper rates want N = 192 filters where the campaign's anchor has
 N = 128. Training N = 192 from scratch would throw the anchor's CPU-hours
@@ -41,8 +41,6 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from balle.model import FactorizedPriorModel
-
 _KERNEL_SUFFIXES = ("/kernel_real", "/kernel_imag")
 
 
@@ -58,8 +56,7 @@ def widen(narrow, wide):
   stored (in, out, ...); biases, GDN and prior parameters have channels
   leading. New latent channels start silent (module doc).
   """
-  if not (isinstance(narrow, FactorizedPriorModel)
-          and isinstance(wide, FactorizedPriorModel)):
+  if not narrow.ARCHITECTURE == wide.ARCHITECTURE == "bls2017":
     raise ValueError("widen: only bls2017 (factorized prior) models")
   n, c = narrow.config, wide.config
   if (n.channels, n.gdn_form) != (c.channels, c.gdn_form):
@@ -87,7 +84,7 @@ def widened_copy(narrow, num_filters, seed=0, latent_channels=0):
   `latent_channels`, 0: N) computing `narrow`'s reconstruction; its new
   weights are drawn with `seed`."""
   tf.random.set_seed(seed)
-  wide = FactorizedPriorModel(dataclasses.replace(
+  wide = type(narrow)(dataclasses.replace(
       narrow.config, num_filters=num_filters, latent_channels=latent_channels,
       name=""))
   widen(narrow, wide)

@@ -16,10 +16,10 @@ import os
 
 import tensorflow as tf
 
-from balle.compression_model import ModelConfig
-from balle.compression_model import setting
-from balle.distribute import STRATEGIES
-from balle.input_pipeline import PIPELINES as INPUT_PIPELINES
+from balle.data.input_pipeline import PIPELINES as INPUT_PIPELINES
+from balle.models.compression_model import ModelConfig
+from balle.models.compression_model import setting
+from balle.training.distribute import STRATEGIES
 
 LR_SCHEDULES = ("constant", "steps", "plateau")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")

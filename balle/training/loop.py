@@ -52,17 +52,22 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from balle import codec
-from balle import data
-from balle import distribute
-from balle import input_pipeline
-from balle import metrics
-from balle.safe_write import write_file_atomic
-from balle.schedules import DivergenceGuard
-from balle.train_config import RECIPE_FILE
-from balle.trainer import NonFiniteLossError
-from balle.trainer import Trainer
-from balle.trainer import all_finite
+from balle.data import input_pipeline
+from balle.data.files import crop_to_multiple
+from balle.data.files import expand_patterns
+from balle.data.files import load_images
+from balle.data.files import split_validation
+from balle.evaluation import metrics
+from balle.io.safe_write import write_file_atomic
+from balle.training import distribute
+from balle.training.config import RECIPE_FILE
+from balle.training.schedules import DivergenceGuard
+from balle.training.trainer import all_finite
+from balle.training.trainer import NonFiniteLossError
+from balle.training.trainer import Trainer
+from balle.training.validation import reconstruction_pairs
+from balle.training.validation import validate
+
 
 class _Diverged(Exception):
   """Raised in the loop when DivergenceGuard fires; train() rolls back."""
@@ -311,50 +316,6 @@ class _ProgressLog:
         tf.summary.scalar(f"{prefix}/{name}", value)
 
 
-# Checkpoint parts a checkpoint may lack or have in excess: the rate `scale`
-# (before rollbacks existed) and the weight average (runs without it).
-
-
-def coded_figures(coder, images):
-  """Real coding of `images` by a frozen model: per-image arrays (bpp,
-  mse_255, PSNR dB).
-
-  `coder` is a frozen model (`Trainer.coding_copy()`). Each image becomes a
-  complete .balle file (`codec.compress_image`: header, range-coded latents,
-  checksum) and is decoded again; bpp is 8 x the file size over the pixel
-  count, MSE and PSNR those of the decoded RGB image, as every evaluation in
-  the project measures them (`balle.metrics`).
-  """
-  bpps, mses, psnrs = [], [], []
-  for image in images:
-    file_bytes = codec.compress_image(coder, image)
-    decoded = codec.decompress_image(file_bytes, coder)
-    bpps.append(metrics.bits_per_pixel(len(file_bytes), *image.shape[:2]))
-    mses.append(metrics.mse_255(image, decoded))
-    psnrs.append(metrics.psnr_rgb(image, decoded))
-  return np.array(bpps), np.array(mses), np.array(psnrs)
-
-
-def reconstruction_pairs(coder, images, count=3, size=256):
-  """TensorBoard's view of validation: for the first `count` images, the
-  central size x size crop (or less) and beside it its decoding, coded for
-  real as a file of its own; uint8 [h, 2w, C] each."""
-  pairs = []
-  for image in images[:count]:
-    height, width = image.shape[:2]
-    top, left = max(0, (height - size) // 2), max(0, (width - size) // 2)
-    crop = np.ascontiguousarray(image[top:top + size, left:left + size])
-    decoded = codec.decompress_image(codec.compress_image(coder, crop), coder)
-    pairs.append(np.concatenate([crop, decoded], axis=1))
-  return pairs
-
-
-def validate(coder, images):
-  """Mean (bpp, PSNR dB) of `images` coded for real (`coded_figures`)."""
-  bpps, _, psnrs = coded_figures(coder, images)
-  return float(np.mean(bpps)), float(np.mean(psnrs))
-
-
 def finalize(trainer):
   """Freezes the trained weights (their average if kept) for coding; writes
   final_dir with recipe.json (the settings, paths made portable). Only the
@@ -368,11 +329,11 @@ def finalize(trainer):
   model = trainer.coding_copy()
   validation_bpp = validation_psnr_db = None
   if config.num_validation or config.validation_glob:
-    files = data.expand_patterns(config.train_glob)
-    _, validation_files = data.split_validation(
+    files = expand_patterns(config.train_glob)
+    _, validation_files = split_validation(
         files, config.num_validation, config.validation_glob)
-    images, _ = data.load_images(validation_files, 0, config.model.channels)
-    images = [data.crop_to_multiple(a, model.downsampling_factor)
+    images, _ = load_images(validation_files, 0, config.model.channels)
+    images = [crop_to_multiple(a, model.downsampling_factor)
               for a in images]
     validation_bpp, validation_psnr_db = validate(model, images)
     logging.info("final validation: %.4f bpp  %.2f dB PSNR",

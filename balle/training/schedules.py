@@ -10,6 +10,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+
 class LearningRate:
   """The learning-rate schedule; its state lives in checkpointed variables.
 

@@ -21,11 +21,10 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from balle import compression_model
-from balle import distribute
-from balle import widen
-from balle.schedules import LearningRate
-from balle.schedules import WeightAverage
+from balle.models import compression_model
+from balle.training import distribute
+from balle.training.schedules import LearningRate
+from balle.training.schedules import WeightAverage
 
 
 class NonFiniteLossError(RuntimeError):
@@ -120,7 +119,7 @@ class Trainer:
     elif self.config.init_from:
       warm_start(self.model, self.config.init_from)
       if self.config.init_latent_scale != 1:
-        widen.rescale_latents(self.model, self.config.init_latent_scale)
+        self.model.rescale_latents(self.config.init_latent_scale)
         logging.info("latents rescaled by %g", self.config.init_latent_scale)
       if self.average:
         self.average.reset()
@@ -330,9 +329,9 @@ def warm_start(model, directory):
   """Copies the trainable weights (transforms and prior) from a saved model
   of the same architecture (other lambda).
 
-  A bls2017 source with fewer filters N or latent channels M is embedded in
-  `model` by balle.widen (same reconstruction, new filters freshly
-  initialized, new latents silent)."""
+  A source with fewer filters N or latent channels M is embedded in `model`
+  by `model.widen_from` (bls2017: same reconstruction, new filters freshly
+  initialized, new latents silent; balle.models.widen)."""
   source = compression_model.load_model(directory)
   if source.ARCHITECTURE != model.ARCHITECTURE:
     raise ValueError(f"--init_from model is {source.ARCHITECTURE!r}, this "
@@ -340,7 +339,7 @@ def warm_start(model, directory):
   source_size, size = ((c.num_filters, c.num_latent_channels)
                         for c in (source.config, model.config))
   if source_size != size and all(a <= b for a, b in zip(source_size, size)):
-    widen.widen(source, model)
+    model.widen_from(source)
     logging.info("warm start from %s (lambda=%g), widened from N %d, M %d "
                  "to N %d, M %d", directory, source.config.lmbda,
                  *source_size, *size)

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from balle import diagnosis
+from balle.campaign import diagnosis
 
 
 def _files(counts):

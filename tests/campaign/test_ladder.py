@@ -10,12 +10,13 @@ import pytest
 from absl.testing import flagsaver
 
 # experiments/ is not installed; import it from this checkout.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import REPOSITORY  # pylint: disable=wrong-import-order
+sys.path.insert(0, REPOSITORY)
 # pylint: disable=wrong-import-position
 from balle import campaign as campaign_lib
-from balle import ladder
 from balle import pretrained
-from balle.model import FactorizedPriorModel, ModelConfig
+from balle.campaign import ladder
+from balle.models.bls2017 import FactorizedPriorModel, ModelConfig
 from conftest import assert_stored_compactly, fake_leg, frozen_copy
 from experiments import campaign as campaign_runner
 

@@ -9,12 +9,13 @@ import pytest
 from absl.testing import flagsaver
 
 # experiments/ is not installed; import it from this checkout.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import REPOSITORY  # pylint: disable=wrong-import-order
+sys.path.insert(0, REPOSITORY)
 # pylint: disable=wrong-import-position
 from balle import campaign as campaign_lib
-from balle import campaign_records
-from balle import rd_plot
-from balle.model import FactorizedPriorModel
+from balle.campaign import records as campaign_records
+from balle.evaluation import rd_curves
+from balle.models.bls2017 import FactorizedPriorModel
 from conftest import assert_stored_compactly
 from conftest import fake_leg
 from conftest import results_document
@@ -183,7 +184,7 @@ def test_runner_measures_jpeg2000_on_the_same_images(tmp_path, monkeypatch):
   assert campaign.references["kodak"] == [[0.25, 30.0], [1.0, 34.0]]
   published = campaign_records.published_curve()
   assert figures["kodak"][GAP_BALLE2017] == pytest.approx(
-      31.0 - rd_plot.value_at_log_bpp(published.psnr_rgb, 0.5), abs=1e-3)
+      31.0 - rd_curves.value_at_log_bpp(published.psnr_rgb, 0.5), abs=1e-3)
   assert figures["kodak"][campaign_records.GAP_J2K] == pytest.approx(-1.0)
   assert figures["holdout"][campaign_records.GAP_J2K] == pytest.approx(-1.0)
   assert GAP_BALLE2017 not in figures["holdout"]

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from balle import campaign_records
-from balle import reference_curves
+from balle.campaign import records as campaign_records
+from balle.evaluation import reference_curves
 from conftest import results_document
 
 GAP_BALLE2017 = "psnr_gap_balle2017_db"

@@ -1,6 +1,5 @@
 import dataclasses
 import hashlib
-import pathlib
 import struct
 import threading
 import zlib
@@ -10,9 +9,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from balle import codec, file_format, pretrained
-from balle.file_format import FormatError
-from balle.model import FactorizedPriorModel, ModelConfig
+from balle import pretrained
+from balle.coding import codec
+from balle.coding import file_format
+from balle.coding.file_format import FormatError
+from balle.models.bls2017 import FactorizedPriorModel, ModelConfig
+from conftest import FIXTURES
 from conftest import smooth_image
 
 
@@ -79,7 +81,6 @@ def test_every_corruption_class_is_rejected(tiny_model):
 
 # -- tiles, version 1, hostile files --------------------------------------------
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 # Written by the shipped default model before version 2 existed (smooth_image
 # (40, 56)); the SHA-256 of the pixels it decoded to then. That model (no
 # longer shipped since the ladder replaced it; the same blobs as commit

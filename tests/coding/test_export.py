@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from balle import codec, file_format
-from balle.export import export_saved_model
+from balle.coding import codec
+from balle.coding import file_format
+from balle.coding.export import export_saved_model
 from conftest import recheck, smooth_image
 
 # Runs with `balle` made unimportable: only tensorflow and tfc are available.

@@ -4,8 +4,8 @@ import zlib
 import pytest
 import tensorflow as tf
 
-from balle import file_format
-from balle.file_format import FormatError, Header, Section
+from balle.coding import file_format
+from balle.coding.file_format import FormatError, Header, Section
 from conftest import recheck
 
 HEADER = Header(channels=3, model_id=bytes(range(8)), height=33, width=70,

@@ -4,8 +4,9 @@ run it there with --cases=500 for the long run)."""
 import importlib.util
 import pathlib
 
-_PATH = (pathlib.Path(__file__).resolve().parent.parent / "benchmarks" /
-         "fuzz_decoder.py")
+from conftest import REPOSITORY
+
+_PATH = pathlib.Path(REPOSITORY) / "benchmarks" / "fuzz_decoder.py"
 
 
 def _fuzzer():

@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from balle import data
-from balle import input_pipeline
-from balle import streaming
+from balle.data import input_pipeline
+from balle.data import streaming
 from conftest import write_noise_image
 
 

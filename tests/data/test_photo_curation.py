@@ -5,7 +5,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from balle import photo_curation
+from balle.data import photo_curation
 from conftest import smooth_image
 
 

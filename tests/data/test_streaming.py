@@ -5,7 +5,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from balle import streaming
+from balle.data import streaming
 from conftest import write_noise_image
 
 

@@ -7,7 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from balle import baselines, evaluation, metrics
+from balle import evaluation
+from balle.evaluation import baselines
+from balle.evaluation import metrics
 
 
 def _image(height=176, width=192, channels=3, seed=0):

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from balle import baselines, comparison_picture, metrics
+from balle.evaluation import baselines
+from balle.evaluation import comparison_picture
+from balle.evaluation import metrics
 from conftest import smooth_image
 
 CROP = (8, 16, 40, 24)  # x, y, w, h

@@ -10,9 +10,11 @@ import pytest
 from PIL import Image
 
 # experiments/ is not installed; import it from this checkout.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import REPOSITORY  # pylint: disable=wrong-import-order
+sys.path.insert(0, REPOSITORY)
 # pylint: disable=wrong-import-position
-from balle import rd_plot, reference_curves
+from balle.evaluation import rd_curves
+from balle.evaluation import reference_curves
 from experiments import kodak
 
 
@@ -21,8 +23,8 @@ def test_report_choices_name_existing_curves():
   families = {reference_curves.load(key).family
               for key in kodak.PUBLISHED_CURVES}
   for anchor in kodak.ANCHORS:
-    assert anchor.kind != rd_plot.PUBLISHED or anchor.family in families
-    assert set(anchor.metrics) <= set(rd_plot.METRICS)
+    assert anchor.kind != rd_curves.PUBLISHED or anchor.family in families
+    assert set(anchor.metrics) <= set(rd_curves.METRICS)
 
 
 def test_ensure_kodak_offline_names_the_flag(tmp_path, monkeypatch):

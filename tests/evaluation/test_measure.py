@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from balle import evaluation
+from balle.evaluation import measure
+from conftest import REPOSITORY
 from conftest import frozen_copy
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _image(height, width, seed):
@@ -54,7 +54,7 @@ def _jpeg_codec(quality):
 def test_measure_image_counts_the_whole_file():
   image = _image(170, 180, 0)
   encode, decode = _png_codec()
-  result = evaluation.measure_image("png", 0, "a.png", image, encode, decode)
+  result = measure.measure_image("png", 0, "a.png", image, encode, decode)
   assert result.num_bytes == len(encode(image))
   assert result.bpp == pytest.approx(8 * result.num_bytes / (170 * 180))
   assert result.psnr_rgb == math.inf and result.mse_255 == 0
@@ -66,7 +66,7 @@ def test_measure_image_rejects_wrong_shape():
   image = _image(170, 180, 0)
   encode, _ = _png_codec()
   with pytest.raises(ValueError, match="decoded shape"):
-    evaluation.measure_image("bad", 0, "a", image, encode,
+    measure.measure_image("bad", 0, "a", image, encode,
                              lambda data: image[:10])
 
 
@@ -74,9 +74,9 @@ def test_aggregate_averages_per_image_values():
   images = [("a", _image(170, 180, 0)), ("b", _image(170, 180, 1))]
   results = []
   for quality in (90, 20):
-    results += evaluation.measure_setting("jpeg", quality, images,
+    results += measure.measure_setting("jpeg", quality, images,
                                           *_jpeg_codec(quality))
-  points = evaluation.aggregate(results)
+  points = measure.aggregate(results)
   assert [p.setting for p in points] == [20, 90]  # sorted by bpp
   for point in points:
     mine = [r for r in results if r.setting == point.setting]
@@ -92,15 +92,15 @@ def test_results_document_schema_and_round_trip(tmp_path):
   images = [("a", _image(170, 180, 0))]
   results = []
   for quality in (30, 80):
-    results += evaluation.measure_setting("jpeg", quality, images,
+    results += measure.measure_setting("jpeg", quality, images,
                                           *_jpeg_codec(quality))
-  results += evaluation.measure_setting("jpeg", "lossless", images,
+  results += measure.measure_setting("jpeg", "lossless", images,
                                         *_png_codec())
-  document = evaluation.results_document(
-      "JPEG", "test", evaluation.aggregate(results), "quality",
+  document = measure.results_document(
+      "JPEG", "test", measure.aggregate(results), "quality",
       image_set="abc", kind="measured")
   assert set(document) >= {"name", "description", "results"}
-  assert set(document["results"]) == set(evaluation.RESULT_KEYS)
+  assert set(document["results"]) == set(measure.RESULT_KEYS)
   lengths = {len(v) for v in document["results"].values()}
   assert lengths == {3}
   bpp = document["results"]["bpp"]
@@ -108,24 +108,24 @@ def test_results_document_schema_and_round_trip(tmp_path):
   assert document["settings"] == [30, 80, "lossless"]
   assert document["results"]["psnr-rgb"][-1] is None  # inf -> null
   path = str(tmp_path / "out" / "r.json")
-  evaluation.write_json(path, document)
+  measure.write_json(path, document)
   with open(path) as f:
     json.loads(f.read())  # strict JSON: no NaN/Infinity literals
-  back = evaluation.read_results(path)
+  back = measure.read_results(path)
   assert math.isnan(back["results"]["psnr-rgb"][-1])
   assert back["results"]["bpp"] == pytest.approx(bpp)
   csv_path = str(tmp_path / "out" / "r.csv")
-  evaluation.write_csv(csv_path, results)
+  measure.write_csv(csv_path, results)
   with open(csv_path) as f:
     rows = list(csv.DictReader(f))
-  assert len(rows) == 3 and tuple(rows[0]) == evaluation.CSV_FIELDS
+  assert len(rows) == 3 and tuple(rows[0]) == measure.CSV_FIELDS
 
 
 def test_read_results_rejects_other_json(tmp_path):
   path = tmp_path / "x.json"
   path.write_text('{"foo": 1}')
   with pytest.raises(ValueError):
-    evaluation.read_results(str(path))
+    measure.read_results(str(path))
 
 
 def test_image_files_and_hash(tmp_path):
@@ -133,10 +133,10 @@ def test_image_files_and_hash(tmp_path):
   (tmp_path / "images" / "notes.txt").write_text("not an image")
   Image.fromarray(_image(16, 24, 3)[..., 0]).save(
       tmp_path / "images" / "gray.JPG")
-  paths = evaluation.list_image_files(directory)
+  paths = measure.list_image_files(directory)
   assert [os.path.basename(p) for p in paths] == ["gray.JPG", "img0.png",
                                                   "img1.png", "img2.png"]
-  named = evaluation.named_images(paths)
+  named = measure.named_images(paths)
   assert [name for name, _ in named] == ["gray.JPG", "img0.png", "img1.png",
                                          "img2.png"]
   # Stored channels are kept: gray stays gray.
@@ -144,12 +144,12 @@ def test_image_files_and_hash(tmp_path):
       (168, 176, 3)] * 3
   np.testing.assert_array_equal(named[1][1], _image(168, 176, 0))
   paths = paths[1:]
-  assert len(evaluation.list_image_files(directory, max_images=2)) == 2
-  digest = evaluation.image_set_hash(paths)
-  assert digest == evaluation.image_set_hash(paths)
-  assert digest != evaluation.image_set_hash(paths[:2])
+  assert len(measure.list_image_files(directory, max_images=2)) == 2
+  digest = measure.image_set_hash(paths)
+  assert digest == measure.image_set_hash(paths)
+  assert digest != measure.image_set_hash(paths[:2])
   with pytest.raises(FileNotFoundError):
-    evaluation.list_image_files(str(tmp_path / "missing"))
+    measure.list_image_files(str(tmp_path / "missing"))
 
 
 @pytest.fixture(scope="module")
@@ -163,12 +163,12 @@ def tiny_models(tmp_path_factory, tiny_model_dir):
 
 def test_evaluate_models_end_to_end(tmp_path, tiny_models):
   directory = _write_images(tmp_path / "images", count=2)
-  paths = evaluation.list_image_files(directory)
-  images = evaluation.named_images(paths)
-  written = evaluation.evaluate_models(tiny_models, images,
+  paths = measure.list_image_files(directory)
+  images = measure.named_images(paths)
+  written = measure.evaluate_models(tiny_models, images,
                                        str(tmp_path / "out"), "Tiny models",
                                        image_set="x")
-  document = evaluation.read_results(written[0])
+  document = measure.read_results(written[0])
   assert document["kind"] == "model" and document["name"] == "Tiny models"
   assert len(document["results"]["bpp"]) == 2
   configs = document["model_configs"]
@@ -179,8 +179,8 @@ def test_evaluate_models_end_to_end(tmp_path, tiny_models):
     rows = list(csv.DictReader(f))
   assert len(rows) == 4
   # bpp is the size of the complete .balle file.
-  from balle import codec  # pylint: disable=import-outside-toplevel
-  model = evaluation.load_model(tiny_models[0])
+  from balle.coding import codec  # pylint: disable=import-outside-toplevel
+  model = measure.load_model(tiny_models[0])
   data = codec.compress_image(model, images[0][1])
   row = next(r for r in rows if r["setting"] == model.config.name and
              r["image"] == "img0.png")
@@ -192,11 +192,11 @@ def test_evaluate_families_gives_each_family_its_curve(tmp_path, tiny_models,
   images = [("img0.png", _image(64, 80, 0))]
   labels = {"bls2017": "Factorized", "bmshj2018": "Hyperprior"}
   out = tmp_path / "out"
-  evaluation.evaluate_families(
+  measure.evaluate_families(
       [tiny_models[0], hyper_model_dir, tiny_models[1]], images, str(out),
       labels)
-  factorized = evaluation.read_results(str(out / "bls2017" / "results.json"))
-  hyperprior = evaluation.read_results(
+  factorized = measure.read_results(str(out / "bls2017" / "results.json"))
+  hyperprior = measure.read_results(
       str(out / "bmshj2018" / "results.json"))
   assert factorized["name"] == "Factorized"
   assert (factorized["codec"], hyperprior["codec"]) == ("bls2017", "bmshj2018")
@@ -205,29 +205,29 @@ def test_evaluate_families_gives_each_family_its_curve(tmp_path, tiny_models,
   assert [c["architecture"] for c in hyperprior["model_configs"]] == [
       "bmshj2018"]
   # One family: the folder itself, as evaluate_models writes it.
-  written = evaluation.evaluate_families([tiny_models[1]], images,
+  written = measure.evaluate_families([tiny_models[1]], images,
                                          str(tmp_path / "one"), labels)
   assert written[0] == str(tmp_path / "one" / "results.json")
   with pytest.raises(ValueError, match="one curve label for models of 2"):
-    evaluation.evaluate_families([tiny_models[0], hyper_model_dir], images,
+    measure.evaluate_families([tiny_models[0], hyper_model_dir], images,
                                  str(tmp_path / "x"), labels, one_label=True)
   with pytest.raises(ValueError, match="no curve label .*'bmshj2018'"):
-    evaluation.evaluate_families([hyper_model_dir], images,
+    measure.evaluate_families([hyper_model_dir], images,
                                  str(tmp_path / "y"), {"bls2017": "F"})
 
 
 def test_spread_per_family_keeps_both_ends(monkeypatch):
-  monkeypatch.setattr(evaluation.pretrained, "architecture_of",
+  monkeypatch.setattr(measure.pretrained, "architecture_of",
                       lambda name: name.split("-")[0])
   names = [f"a-{q}" for q in range(1, 9)] + ["b-1", "b-2"]
-  assert evaluation.spread_per_family(names, 3) == ["a-1", "a-5", "a-8",
+  assert measure.spread_per_family(names, 3) == ["a-1", "a-5", "a-8",
                                                     "b-1", "b-2"]
-  assert evaluation.spread_per_family(names, 1) == ["a-1", "b-1"]
+  assert measure.spread_per_family(names, 1) == ["a-1", "b-1"]
 
 
 def _run(module, *args):
   return subprocess.run(
-      [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
+      [sys.executable, "-m", module, *args], cwd=REPOSITORY, capture_output=True,
       text=True, timeout=240, check=False)
 
 

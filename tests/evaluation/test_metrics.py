@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from balle import metrics
+from balle.evaluation import metrics
 
 
 def _image(height=176, width=184, seed=0):

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from balle import rd_plot, reference_curves
+from balle.evaluation import rd_curves
+from balle.evaluation import reference_curves
 
 # (key, number of points, first (bpp, PSNR dB, MS-SSIM), last point), as
 # published; a changed file or a loader that drops a row fails here.
@@ -49,8 +50,8 @@ def test_curves_are_sane():
   # The paper's curve lies above published OpenJPEG at 1 bpp.
   balle = reference_curves.load("balle2017-mse")
   j2k = reference_curves.load("j2k-opj5-published")
-  assert (rd_plot.value_at(balle.psnr_rgb, 1.0) >
-          rd_plot.value_at(j2k.psnr_rgb, 1.0))
+  assert (rd_curves.value_at(balle.psnr_rgb, 1.0) >
+          rd_curves.value_at(j2k.psnr_rgb, 1.0))
 
 
 def test_each_number_is_written_once():

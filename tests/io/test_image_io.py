@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from balle import image_io
-from balle.image_io import ImageConversionWarning
+from balle.io import image_io
+from balle.io.image_io import ImageConversionWarning
 from conftest import smooth_image
 
 

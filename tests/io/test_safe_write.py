@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from balle import safe_write
+from balle.io import safe_write
 
 
 @pytest.fixture

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from balle import codec
-from balle import metrics
-from balle import model as model_lib
-from balle.model import FactorizedPriorModel, ModelConfig
+from balle.coding import codec
+from balle.evaluation import metrics
+from balle.models.bls2017 import FactorizedPriorModel, ModelConfig
 from conftest import smooth_image
 
 
@@ -142,9 +141,9 @@ def test_unfrozen_model_cannot_be_saved(tmp_path):
 
 _CODE_IN_SUBPROCESS = """
 import sys, numpy as np
-from balle import codec
-from balle import metrics
-from balle.model import FactorizedPriorModel
+from balle.coding import codec
+from balle.evaluation import metrics
+from balle.models.bls2017 import FactorizedPriorModel
 model = FactorizedPriorModel.load(sys.argv[1])
 image = np.load(sys.argv[2])
 data = codec.compress_image(model, image)
@@ -167,17 +166,6 @@ def test_coding_is_deterministic_across_processes(tiny_model_dir, tiny_model,
   decoded = codec.decompress_image(data_a, tiny_model)
   np.testing.assert_array_equal(decoded, np.load(tmp_path / "a.npy"))
   np.testing.assert_array_equal(decoded, np.load(tmp_path / "b.npy"))
-
-
-def test_replicate_edges_to_multiple():
-  image = np.arange(2 * 3 * 1, dtype=np.uint8).reshape(2, 3, 1)
-  padded = model_lib.replicate_edges_to_multiple(tf.constant(image), 4).numpy()
-  assert padded.shape == (4, 4, 1)
-  np.testing.assert_array_equal(padded[:2, :3], image)
-  np.testing.assert_array_equal(padded[2:, :3, 0], [image[1, :, 0]] * 2)
-  np.testing.assert_array_equal(padded[:, 3], padded[:, 2])
-  same = model_lib.replicate_edges_to_multiple(tf.zeros([16, 32, 3]), 16)
-  assert same.shape == (16, 32, 3)
 
 
 def _assert_codes_as_it_loads(copy, directory, source, image):

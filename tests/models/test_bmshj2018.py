@@ -7,10 +7,13 @@ import pytest
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from balle import cli, codec, compression_model, file_format
-from balle.file_format import FormatError
-from balle.hyperprior import HyperpriorTileCoder, ScaleHyperpriorModel
-from balle.model import ModelConfig
+from balle import cli
+from balle.coding import codec
+from balle.coding import file_format
+from balle.coding.file_format import FormatError
+from balle.models import compression_model
+from balle.models.bls2017 import ModelConfig
+from balle.models.bmshj2018 import HyperpriorTileCoder, ScaleHyperpriorModel
 from conftest import smooth_image, tiny_hyperprior_config
 
 
@@ -131,7 +134,8 @@ def test_save_load_keeps_the_model_id(hyper_model, tmp_path):
 
 _CODE_IN_SUBPROCESS = """
 import sys, numpy as np
-from balle import codec, compression_model
+from balle.coding import codec
+from balle.models import compression_model
 model = compression_model.load_model(sys.argv[1])
 image = np.load(sys.argv[2])
 data = codec.compress_image(model, image, tile_size=int(sys.argv[4]))

@@ -5,9 +5,9 @@ import time
 import pytest
 import tensorflow as tf
 
-from balle import compression_model
-from balle.compression_model import ModelConfig
-from balle.model import FactorizedPriorModel
+from balle.models import compression_model
+from balle.models.bls2017 import FactorizedPriorModel
+from balle.models.compression_model import ModelConfig
 
 
 @compression_model.register

@@ -2,14 +2,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from balle import transforms
+from balle.models import layers
+from balle.models.bls2017 import AnalysisTransform
+from balle.models.bls2017 import SynthesisTransform
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (16, 16), (17, 33),
                                           (100, 37), (31, 64)])
 def test_shapes_for_any_size(height, width):
-  analysis = transforms.AnalysisTransform(8)
-  synthesis = transforms.SynthesisTransform(8, 3)
+  analysis = AnalysisTransform(8)
+  synthesis = SynthesisTransform(8, 3)
   latents = analysis(tf.zeros([2, height, width, 3]))
   assert latents.shape == (2, -(-height // 16), -(-width // 16), 8)
   images = synthesis(latents)
@@ -17,12 +19,12 @@ def test_shapes_for_any_size(height, width):
 
 
 def test_stages_follow_the_paper():
-  analysis = transforms.AnalysisTransform(8)
+  analysis = AnalysisTransform(8)
   analysis.build((None, None, None, 3))
   convs = analysis.layers[0::2]
   assert [(c.kernel_support, c.strides_down) for c in convs] == [
       ((9, 9), (4, 4)), ((5, 5), (2, 2)), ((5, 5), (2, 2))]
-  synthesis = transforms.SynthesisTransform(8, 1)
+  synthesis = SynthesisTransform(8, 1)
   synthesis.build((None, None, None, 8))
   deconvs = synthesis.layers[0::2]
   assert [(d.kernel_support, d.strides_up, d.filters) for d in deconvs] == [
@@ -41,7 +43,7 @@ def _gdn_reference(x, beta, gamma, form):
 
 @pytest.mark.parametrize("form", ["paper", "simplified"])
 def test_gdn_computes_its_formula(form):
-  layer = transforms.generalized_divisive_normalization(form, False, "g")
+  layer = layers.generalized_divisive_normalization(form, False, "g")
   rng = np.random.default_rng(1)
   x = rng.normal(size=(4, 5, 6, 3)).astype(np.float32)
   gamma = rng.uniform(0.05, 0.5, (3, 3)).astype(np.float32)
@@ -49,7 +51,7 @@ def test_gdn_computes_its_formula(form):
   layer.gamma_parameter, layer.beta_parameter = gamma, beta
   expected = _gdn_reference(x.astype(np.float64), beta, gamma, form)
   np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-4)
-  inverse = transforms.generalized_divisive_normalization(form, True, "ig")
+  inverse = layers.generalized_divisive_normalization(form, True, "ig")
   inverse.gamma_parameter, inverse.beta_parameter = gamma, beta
   norm = x.astype(np.float64) / expected
   np.testing.assert_allclose(inverse(x).numpy(), x * norm, rtol=1e-4)
@@ -57,13 +59,13 @@ def test_gdn_computes_its_formula(form):
 
 def test_unknown_gdn_form_is_refused():
   with pytest.raises(ValueError, match="unknown GDN form"):
-    transforms.generalized_divisive_normalization("other", False, "g")
+    layers.generalized_divisive_normalization("other", False, "g")
 
 
 @pytest.mark.parametrize("shape", [(9, 9, 3, 4), (5, 5, 4, 4), (4, 6, 2, 3)])
 def test_matmul_rdft_kernel_and_gradients_match_tfc(shape):
   import tensorflow_compression as tfc  # pylint: disable=import-outside-toplevel
-  parameter = transforms.MatmulRDFTParameter(tf.zeros(shape))
+  parameter = layers.MatmulRDFTParameter(tf.zeros(shape))
   rng = np.random.default_rng(0)
   parameter.real.assign(rng.normal(size=parameter.real.shape))
   parameter.imag.assign(rng.normal(size=parameter.imag.shape))
@@ -82,9 +84,9 @@ def test_matmul_rdft_kernel_and_gradients_match_tfc(shape):
 
 
 def test_convolutions_use_the_matmul_kernel():
-  analysis = transforms.AnalysisTransform(8)
+  analysis = AnalysisTransform(8)
   analysis.build((None, None, None, 3))
-  assert all(isinstance(conv.kernel_parameter, transforms.MatmulRDFTParameter)
+  assert all(isinstance(conv.kernel_parameter, layers.MatmulRDFTParameter)
              for conv in analysis.layers[0::2])
   assert [v.name for v in analysis.layers[0].trainable_variables] == [
       "conv_0/bias:0", "conv_0/kernel_imag:0", "conv_0/kernel_real:0"]
@@ -94,9 +96,9 @@ def test_convolutions_use_the_matmul_kernel():
 def test_mixed_bfloat16_transforms_match_float32(height, width):
   """Same weights, bfloat16 arithmetic with VALID+crop transposed convs:
   same shapes, outputs within bfloat16 rounding of the float32 ones."""
-  exact = (transforms.AnalysisTransform(8), transforms.SynthesisTransform(8, 3))
-  mixed = (transforms.AnalysisTransform(8, precision="mixed_bfloat16"),
-           transforms.SynthesisTransform(8, 3, precision="mixed_bfloat16"))
+  exact = (AnalysisTransform(8), SynthesisTransform(8, 3))
+  mixed = (AnalysisTransform(8, precision="mixed_bfloat16"),
+           SynthesisTransform(8, 3, precision="mixed_bfloat16"))
   x = tf.random.stateless_uniform([2, height, width, 3], (3, 4))
   for f32, bf16 in zip(exact, mixed):
     f32(x if f32 is exact[0] else tf.zeros([1, 2, 2, 8]))
@@ -118,7 +120,7 @@ def test_mixed_bfloat16_transforms_match_float32(height, width):
 
 def test_unknown_precision_is_refused():
   with pytest.raises(ValueError, match="unknown precision"):
-    transforms.AnalysisTransform(8, precision="float16")
+    AnalysisTransform(8, precision="float16")
 
 
 @pytest.mark.parametrize("kernel,stride,corr,channels,height,width", [
@@ -137,7 +139,7 @@ def test_phase_decomposition_matches_tfc(kernel, stride, corr, channels,
   args = (channels[1], (kernel, kernel))
   kwargs = dict(corr=corr, padding="same_zeros", use_bias=True, **strides)
   reference = tfc.SignalConv2D(*args, **kwargs)
-  phase = transforms.SignalConv2D(*args, phase_decomposition=True, **kwargs)
+  phase = layers.SignalConv2D(*args, phase_decomposition=True, **kwargs)
   rng = np.random.default_rng(kernel + stride)
   x = tf.constant(rng.normal(size=(2, height, width, channels[0])),
                   tf.float32)
@@ -162,8 +164,8 @@ def test_phase_decomposition_matches_tfc(kernel, stride, corr, channels,
 
 
 def test_image_side_stages_use_the_phase_form():
-  analysis = transforms.AnalysisTransform(8)
-  synthesis = transforms.SynthesisTransform(8, 3)
+  analysis = AnalysisTransform(8)
+  synthesis = SynthesisTransform(8, 3)
   assert [c.phase_decomposition for c in analysis.layers[0::2]] == [
       True, False, False]
   assert [c.phase_decomposition for c in synthesis.layers[0::2]] == [
@@ -172,18 +174,18 @@ def test_image_side_stages_use_the_phase_form():
 
 def test_phase_decomposition_refuses_unsupported_layers():
   with pytest.raises(ValueError, match="phase_decomposition"):
-    transforms.SignalConv2D(4, (4, 4), corr=True, strides_down=2,
-                            padding="same_zeros", phase_decomposition=True)
+    layers.SignalConv2D(4, (4, 4), corr=True, strides_down=2,
+                        padding="same_zeros", phase_decomposition=True)
   with pytest.raises(ValueError, match="phase_decomposition"):
-    transforms.SignalConv2D(4, (5, 5), corr=True, padding="same_zeros",
-                            phase_decomposition=True)
+    layers.SignalConv2D(4, (5, 5), corr=True, padding="same_zeros",
+                        phase_decomposition=True)
 
 
 @pytest.mark.parametrize("form", ["paper", "simplified"])
 def test_gdn_traces_to_plain_ops(form):
   """No conditionals and no generic Pow in the graph (tfc.GDN.call traces to
   one or the other, depending on how the process was started)."""
-  layer = transforms.generalized_divisive_normalization(form, False, "g")
+  layer = layers.generalized_divisive_normalization(form, False, "g")
   x = tf.zeros((1, 4, 4, 8))
   layer(x)
   graph = tf.function(layer).get_concrete_function(x).graph
@@ -197,7 +199,7 @@ def test_gdn_gradients_match_tfc():
   rng = np.random.default_rng(2)
   x = tf.constant(rng.normal(size=(2, 5, 5, 6)), tf.float32)
   for inverse in (False, True):
-    ours = transforms.generalized_divisive_normalization("paper", inverse, "g")
+    ours = layers.generalized_divisive_normalization("paper", inverse, "g")
     theirs = tfc.GDN(inverse=inverse, alpha_parameter=2, epsilon_parameter=.5)
     ours(x), theirs(x)
     for a, b in zip(ours.weights, theirs.weights):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from balle import losses
-from balle.model import FactorizedPriorModel
+from balle.models import losses
+from balle.models.bls2017 import FactorizedPriorModel
 from conftest import smooth_image
 
 

@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 
-from balle import weight_storage
+from balle.models import weight_storage
 
 
 def _kernel(shape=(6, 8, 5, 3), seed=0):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from balle import widen
-from balle.model import FactorizedPriorModel, ModelConfig
+from balle.models import widen
+from balle.models.bls2017 import FactorizedPriorModel, ModelConfig
 from conftest import smooth_image
 
 

@@ -9,7 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from balle import codec, metrics, pretrained
+from balle import pretrained
+from balle.coding import codec
+from balle.evaluation import metrics
+from conftest import REPOSITORY
 from conftest import smooth_image
 
 
@@ -57,13 +60,12 @@ def test_ship_model_writes_a_compact_model_where_asked(tiny_model_dir,
                                       "rb").read())
   (trained / "recipe.json").write_text('{"lmbda": 0.01}')
   destination = tmp_path / "shipped"
-  repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
   def ship():
     return subprocess.run(
         [sys.executable, "-m", "experiments.ship_model",
          f"--model_dir={trained}", f"--destination={destination}"],
-        cwd=repository, capture_output=True, text=True, timeout=240,
+        cwd=REPOSITORY, capture_output=True, text=True, timeout=240,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), check=False)
 
   process = ship()

@@ -16,12 +16,12 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from balle import codec
-from balle.model import FactorizedPriorModel
+from balle.coding import codec
+from balle.models.bls2017 import FactorizedPriorModel
+from conftest import REPOSITORY
+from conftest import TESTS
 from conftest import smooth_image
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
-REPOSITORY = os.path.dirname(TESTS)
 RESULTS_FILE = "results.json"
 TIMEOUT_S = 1800  # a guard against a hang, far above the ~1 min a test
 # takes on an idle machine
@@ -67,9 +67,9 @@ def compare_one_and_two_replicas(work_dir):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tensorflow_compression.python.ops import math_ops  # pylint: disable=g-import-not-at-top
   from balle import data  # pylint: disable=g-import-not-at-top
-  from balle import distribute  # pylint: disable=g-import-not-at-top
-  from balle import train_config  # pylint: disable=g-import-not-at-top
-  from balle.trainer import Trainer  # pylint: disable=g-import-not-at-top
+  from balle.training import config as train_config  # pylint: disable=g-import-not-at-top
+  from balle.training import distribute  # pylint: disable=g-import-not-at-top
+  from balle.training.trainer import Trainer  # pylint: disable=g-import-not-at-top
 
   distribute.create_strategy("mirrored", 2)  # before TensorFlow's first op
   tf.keras.utils.set_random_seed(0)  # Keras's initializers draw from Python's

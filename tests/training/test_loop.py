@@ -12,15 +12,15 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from balle import codec
-from balle import file_format
-from balle import metrics
 from balle import training
-from balle import train_config
-from balle import schedules
-from balle import trainer as trainer_lib
-from balle.model import FactorizedPriorModel
-from balle.model import ModelConfig
+from balle.coding import codec
+from balle.coding import file_format
+from balle.evaluation import metrics
+from balle.models.bls2017 import FactorizedPriorModel
+from balle.models.bls2017 import ModelConfig
+from balle.training import config as train_config
+from balle.training import schedules
+from balle.training import trainer as trainer_lib
 from conftest import smooth_image
 
 

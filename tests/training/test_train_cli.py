@@ -9,11 +9,11 @@ import sys
 import numpy as np
 from PIL import Image
 
-from balle import train_config
-from balle.model import FactorizedPriorModel, ModelConfig
+from balle.models.bls2017 import FactorizedPriorModel, ModelConfig
+from balle.training import config as train_config
+from conftest import REPOSITORY
 from conftest import smooth_image
 
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The flags (and defaults) of experiments.train before its flags were
 # derived from TrainConfig; training campaigns are driven by them.
