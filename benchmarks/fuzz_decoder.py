@@ -6,25 +6,25 @@ images, each case under a time and memory limit.
         [--model=NAME_OR_DIR | --architecture=bmshj2018]
 
 Seed files are coded by the model (default: the shipped default model;
---architecture=bmshj2018: a small untrained scale-hyperprior model made for
-the run, whose files have two sections per tile) from generated images (one
+--architecture=bmshj2018: a small untrained scale-hyperprior model made for the
+run, whose files have two sections per tile) from generated images (one
 Kodak-size 768x512, one coded in 20 tiles, one gray) and the version-1 test
-fixture; --images adds files coded from real photos. Each case is one
-mutation of a seed: bit flips, truncation, a splice of two files, a header
-or section-table field rewritten, the section table reordered (sections
-swapped, dropped, duplicated or given another's shape), a huge but
-self-consistent size claim, a section replaced by random bytes of any
-length, bytes inserted or deleted, or random bytes; most get their checksum
-recomputed, as a forger would. Hostile images (decompression-bomb headers, empty and non-image
-files, 16-bit, CMYK, palette, animated and multi-page files) go to the
-encoder. Every case must end in an image or a FormatError/ValueError, within
---time_limit_s, with the worker process below --memory_limit_gib.
+fixture; --images adds files coded from real photos. Each case is one mutation
+of a seed: bit flips, truncation, a splice of two files, a header or
+section-table field rewritten, the section table reordered (sections swapped,
+dropped, duplicated or given another's shape), a huge but self-consistent size
+claim, a section replaced by random bytes of any length, bytes inserted or
+deleted, or random bytes; most get their checksum recomputed, as a forger would.
+Hostile images (decompression-bomb headers, empty and non-image files, 16-bit,
+CMYK, palette, animated and multi-page files) go to the encoder. Every case must
+end in an image or a FormatError/ValueError, within --time_limit_s, with the
+worker process below --memory_limit_gib.
 
 The cases run one after another in one worker process (a child, restarted
 after a crash, a timeout or a memory overrun); this process watches its time
 and resident memory. Prints counts per mutation and outcome, failures with
 their reason, and the slowest case and the peak memory; exits 1 on a failure.
-`tests/test_fuzz.py` runs a short bounded version.
+`tests/coding/test_fuzz.py` runs a short bounded version.
 """
 
 import argparse

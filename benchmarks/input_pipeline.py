@@ -7,16 +7,16 @@
 
 Two parts:
 
-1. Steps per second of the real training step (balle.trainer.Trainer with
-   the trainer's defaults: N=128, 8x128² patches, --precision=auto) fed by
+1. Steps per second of the real training step (balle.training.trainer.Trainer
+   with the trainer's defaults: N=128, 8x128² patches, --precision=auto) fed by
    each pipeline from the same --images, both built by
-   balle.input_pipeline.training_data with --input_pipeline forced: images
+   balle.data.input_pipeline.training_data with --input_pipeline forced: images
    decoded into memory (balle.data.PatchSampler) and streamed from the files
-   (balle.streaming.PatchStream). The two alternate in --blocks blocks of
-   --steps timed steps, each after --warmup untimed steps (more than the
-   batches a pipeline buffers while the other runs). Prints each one's mean
-   steps/s and process CPU time per step (all threads: the step, decoding,
-   patches), and the ratios stream / memory.
+   (balle.data.streaming.PatchStream). The two alternate in --blocks blocks of
+   --steps timed steps, each after --warmup untimed steps (more than the batches
+   a pipeline buffers while the other runs). Prints each one's mean steps/s and
+   process CPU time per step (all threads: the step, decoding, patches), and the
+   ratios stream / memory.
 2. Peak memory of streaming: --num_large_images synthetic photo-like
    1600x1200 JPEGs (made once into --large_dir, reused), whose decoded size
    exceeds --large_budget_gib many times, trained on for --large_steps steps

@@ -12,7 +12,7 @@ the rounded value: what the range coder spends, up to the quantization
 offsets and the tails). Prints the bits per latent of the channels,
 summarized, and the channels carrying more than --threshold bits; with
 --first_new=K also the share of the bits in channels K.. (the channels a
-widening added: balle.widen) and the RMS of old and added latents.
+widening added: balle.models.widen) and the RMS of old and added latents.
 """
 
 from absl import app

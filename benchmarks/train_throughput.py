@@ -102,7 +102,8 @@ def interleaved_median_s(steps):
 
 
 def project_step(num_filters, images, precision="float32"):
-  """The trainer's tf.function step (balle/trainer.py) and its model."""
+  """The trainer's tf.function step (balle/training/trainer.py) and its
+  model."""
   from balle.training import config as train_config  # pylint: disable=g-import-not-at-top
   from balle.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top

@@ -3,7 +3,7 @@
     python -m experiments.baselines --images=DIR --output_dir=results/baselines
 
 Writes OUTPUT_DIR/<codec>.json (CompressAI layout) and <codec>_per_image.csv;
-results are cached in OUTPUT_DIR/cache (see balle.baselines).
+results are cached in OUTPUT_DIR/cache (see balle.evaluation.baselines).
 """
 
 from absl import app, flags, logging

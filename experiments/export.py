@@ -4,7 +4,7 @@
 
 The SavedModel has `compress(image uint8 [H, W, C]) -> file bytes` and
 `decompress(data) -> uint8 image` functions and serving signatures; see
-balle/export.py.
+balle/coding/export.py.
 """
 
 from absl import app

@@ -26,10 +26,12 @@ PUBLISHED_CURVES = ("balle2017-mse", "balle2018-mse", "jpeg420-published",
                     "j2k-opj5-published", "bpg444-published")
 ANCHORS = (
     rd_curves.Anchor("j2k", rd_curves.MEASURED, "JPEG 2000 9/7 (measured)"),
-    rd_curves.Anchor("balle2017", rd_curves.PUBLISHED, "Ballé 2017 (published)",
-                     metrics=("psnr", "ms_ssim_db")),
-    rd_curves.Anchor("balle2018", rd_curves.PUBLISHED, "Ballé 2018 (published)"),
-    rd_curves.Anchor("bls2017", rd_curves.MODEL, "this project's factorized prior"),
+    rd_curves.Anchor("balle2017", rd_curves.PUBLISHED,
+                     "Ballé 2017 (published)", metrics=("psnr", "ms_ssim_db")),
+    rd_curves.Anchor("balle2018", rd_curves.PUBLISHED,
+                     "Ballé 2018 (published)"),
+    rd_curves.Anchor("bls2017", rd_curves.MODEL,
+                     "this project's factorized prior"),
 )
 
 

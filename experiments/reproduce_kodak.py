@@ -6,9 +6,10 @@
    folder is missing or empty and the network allows);
 2. evaluates the shipped pretrained models (or --models) with real
    compress/decompress (balle.evaluation);
-3. measures the classic codecs through Pillow (balle.baselines, cached);
+3. measures the classic codecs through Pillow (balle.evaluation.baselines,
+   cached);
 4. plots PSNR and MS-SSIM against bpp beside published curves and writes the
-   table (balle.rd_plot), with the choices of experiments/kodak.py.
+   table (balle.evaluation.rd_curves), with the choices of experiments/kodak.py.
 
 Everything goes to --output_dir (results/kodak; results/kodak_quick with
 --quick, which uses the first 3 images, 3 settings per codec and 3 models

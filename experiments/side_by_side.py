@@ -6,8 +6,8 @@
         --output=docs/side_by_side.png
 
 The classic codecs aim at the first model's bpp (or --target_bpp); see
-balle.comparison_picture. Writes the PNG and prints the figures (of the whole
-image) as a Markdown table, with the command that remakes them.
+balle.evaluation.comparison_picture. Writes the PNG and prints the figures (of
+the whole image) as a Markdown table, with the command that remakes them.
 """
 
 import os

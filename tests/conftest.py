@@ -145,7 +145,7 @@ def results_document(bpp, psnr, image_set="set-a", codec=""):
 
 def assert_stored_compactly(directory):
   """The model in `directory` is a `compact_copy`: kernels int8 with float16
-  scales, those touching the pixels float16 (balle.weight_storage)."""
+  scales, those touching the pixels float16 (balle.models.weight_storage)."""
   with np.load(os.path.join(directory, "weights.npz")) as arrays:
     kinds = {n: arrays[n].dtype for n in arrays.files if "kernel" in n}
   assert {np.dtype(np.int8), np.dtype(np.float16)} == set(kinds.values())

@@ -18,7 +18,8 @@ not depend on listing order. Each image is coded for real into a whole
 the objective every arm minimizes. Arms land at slightly different rates;
 at equal rate a change dJ is a change of MSE of dJ / lambda, i.e. of
 
-    dPSNR ~= -10 / ln 10 * dJ / (lambda * MSE)   dB          (`db_at_equal_rate`)
+    dPSNR ~= -10 / ln 10 * dJ / (lambda * MSE)   dB
+    (`db_at_equal_rate`)
 
 to first order, which is how the table states each arm's gain in dB.
 """
@@ -68,11 +69,11 @@ ARMS = {arm.name: arm for arm in (
         "downsampled by a random factor before cropping",
         {"random_downsample": True}),
     Arm("rescale", "latents of the starting model rescaled by sqrt(lambda "
-        "/ 0.025) at the warm start (balle.widen.rescale_latents), for arms "
-        "at a higher lambda than the anchor's",
+        "/ 0.025) at the warm start (balle.models.widen.rescale_latents), for "
+        "arms at a higher lambda than the anchor's",
         {"init_latent_scale": "auto"}),
     Arm("latents192", "M = 192 latent channels at N = 128, the 64 new ones "
-        "starting silent (balle.widen)", {"latent_channels": 192}),
+        "starting silent (balle.models.widen)", {"latent_channels": 192}),
     Arm("ste", "rounded latents with a straight-through gradient into g_s "
         "(noise stays for the rate)", {"decoder_latents": "rounded_ste"}),
 )}

@@ -54,11 +54,11 @@ class Rung:
 
 ANCHOR_QUALITY = 5  # the anchor is this rung (its lambda and N)
 # The qualities of `balle compress` (issue 11's eight rates), all at the
-# anchor's N = 128. Peers use N = 192 above quality 5, but the anchor
-# widened to 192 (balle.widen) spends its first thousands of steps silencing
-# the fresh channels: on 2026-11-29 rung 6 made that way (1,500 steps)
-# coded Kodak at 2.049 bpp / 35.37 dB, ~5 dB under the published curve
-# (docs/campaign.md, "Making the ladder").
+# anchor's N = 128. Peers use N = 192 above quality 5, but the anchor widened to
+# 192 (balle.models.widen) spends its first thousands of steps silencing the
+# fresh channels: on 2026-11-29 rung 6 made that way (1,500 steps) coded Kodak
+# at 2.049 bpp / 35.37 dB, ~5 dB under the published curve (docs/campaign.md,
+# "Making the ladder").
 LADDER = tuple(Rung(quality, lmbda, 128)
                for quality, lmbda in enumerate(pretrained.QUALITY_LAMBDAS,
                                                start=1))

@@ -11,14 +11,14 @@ folder (default `campaign/`; one folder per model family, e.g.
                  (Kodak, held-out photographs) bpp, PSNR, MS-SSIM and the
                  PSNR gaps to JPEG 2000 on the same images and (Kodak) to
                  the published curve of the family's paper (Ballé 2017,
-                 Ballé 2018), at the same bpp (balle.campaign_records).
+                 Ballé 2018), at the same bpp (balle.campaign.records).
   anchor/        the anchor after the last leg, frozen and stored compactly
                  (`CompressionModel.compact_copy`: float16, inner kernels
                  int8; the earlier anchors were float16 throughout): 2.5 MB
                  for bls2017 at N=128, 7.2 MB for bmshj2018 at N=128,
                  M=192, the only thing a leg adds to git history.
 
-  ladder/        the rate ladder (balle.ladder): one compact model per
+  ladder/        the rate ladder (balle.campaign.ladder): one compact model per
                  quality 1..8, each fine-tuned from its neighbour towards
                  the anchor, recorded in campaign.json like a leg.
 

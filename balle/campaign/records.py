@@ -1,6 +1,6 @@
-"""What a campaign records of a model and how: the figures of a test set
-with their PSNR gaps to the references, training pixels, portable flags,
-and saving a model beside its measurement (balle.campaign, balle.ladder).
+"""What a campaign records of a model and how: the figures of a test set with
+their PSNR gaps to the references, training pixels, portable flags, and saving a
+model beside its measurement (balle.campaign, balle.campaign.ladder).
 """
 
 import datetime
@@ -18,12 +18,12 @@ STATE_FILE = "campaign.json"       # a campaign's plan and records
 ANCHOR = "anchor"                  # the anchor's folder in a campaign's
 TRAINING_RECIPE = "recipe.json"    # a trained model's record (balle.training)
 
-J2K_CODEC = "j2k"                  # balle.baselines: OpenJPEG 9/7
+J2K_CODEC = "j2k"                  # balle.evaluation.baselines: OpenJPEG 9/7
 # Keys of a test set's figures holding PSNR gaps (dB): the model's PSNR
 # minus the reference's PSNR at the model's bpp (negative: below it).
 GAP_J2K = "psnr_gap_j2k_db"
-# Each family's published Kodak curve (balle.reference_curves key): its own
-# paper's opt-MSE models.
+# Each family's published Kodak curve (balle.evaluation.reference_curves key):
+# its own paper's opt-MSE models.
 PUBLISHED_KEYS = {"bls2017": "balle2017-mse", "bmshj2018": "balle2018-mse"}
 GAP_TITLES = {GAP_J2K: "JPEG 2000",
               "psnr_gap_balle2017_db": "Ballé 2017",

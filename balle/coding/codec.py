@@ -3,11 +3,11 @@ tiles so that memory is bounded by the tile size rather than the image.
 
 The codec talks to the model's `CompressionModel` interface only: its
 architecture name, downsampling factor, `section_shapes`, whole-image
-`compress`/`decompress` and `tile_coder` (balle.tiling), which codes the
+`compress`/`decompress` and `tile_coder` (balle.coding.tiling), which codes the
 tiles of the architecture's sections and decodes them back to the latents.
 
 Tiling: the image is cut into TILE_SIZE x TILE_SIZE tiles, each coded as the
-architecture's sections with halos of context (balle.tiling), so tiled
+architecture's sections with halos of context (balle.coding.tiling), so tiled
 latents and pixels equal whole-image ones. An image that fits one tile is
 coded whole by the model's own `compress`/`decompress`, the functions the
 SavedModel exports, so both write the same bytes.
@@ -15,7 +15,7 @@ SavedModel exports, so both write the same bytes.
 Decoding is bounded and checked: `file_format.unpack` refuses images above
 `max_pixels` before any allocation, every section's shape must be the one its
 tile implies, and each section must be exactly what the range coder writes
-for the values it decodes to (balle.range_coding: decoded values are
+for the values it decodes to (balle.coding.range_coding: decoded values are
 re-encoded and compared), so an empty, forged, shifted or damaged section is
 a FormatError, not an image of garbage; so is any error of TensorFlow's ops
 on a file's contents.

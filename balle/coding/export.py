@@ -5,19 +5,19 @@ The SavedModel has two functions (also its serving signatures):
     compress(image: uint8 [H, W, C]) -> string: the complete .balle file
     decompress(data: string) -> uint8 [H, W, C]
 
-It codes images that fit one tile (sides up to `codec.TILE_SIZE`, 1024
-pixels), which the library codes whole with the model's own `compress` and
-`decompress`: for those, the file bytes and the decoded pixels are identical
-to `balle.codec`'s (the header, section table and checksum are written with
-`file_format.pack_tf`, the TensorFlow-op twin of `file_format.pack`), for
-every architecture (bls2017's one section per tile, bmshj2018's two).
-Larger images, version-1 files and files of several tiles are refused.
-`decompress` checks magic, version, length, checksum, architecture, model
-id, channels, tile size and the section table against the model's
-`section_shapes` (`file_format.unpack_tf`), then that every section is what
-the range coder writes for the values it decodes to (the model's
-`section_checks`, bounded in time like the library's decoder), raising
-InvalidArgumentError with a message that names the problem.
+It codes images that fit one tile (sides up to `codec.TILE_SIZE`, 1024 pixels),
+which the library codes whole with the model's own `compress` and `decompress`:
+for those, the file bytes and the decoded pixels are identical to
+`balle.coding.codec`'s (the header, section table and checksum are written with
+`file_format.pack_tf`, the TensorFlow-op twin of `file_format.pack`), for every
+architecture (bls2017's one section per tile, bmshj2018's two). Larger images,
+version-1 files and files of several tiles are refused. `decompress` checks
+magic, version, length, checksum, architecture, model id, channels, tile size
+and the section table against the model's `section_shapes`
+(`file_format.unpack_tf`), then that every section is what the range coder
+writes for the values it decodes to (the model's `section_checks`, bounded in
+time like the library's decoder), raising InvalidArgumentError with a message
+that names the problem.
 """
 
 import tensorflow as tf

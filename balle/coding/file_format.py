@@ -22,7 +22,7 @@ Version 2 (written since tiled coding):
     end-4   4       Adler-32 of all bytes before it
 
 Which sections a tile has, and their shapes, is the architecture's business
-(`balle.codec`): the factorized prior (bls2017) writes one section per
+(`balle.coding.codec`): the factorized prior (bls2017) writes one section per
 tile, the tile's range-coded latents of shape (ceil(h / 16), ceil(w / 16),
 M); the scale hyperprior (bmshj2018) two, its hyper-latents (ceil(h / 64),
 ceil(w / 64), N), then its latents (ceil(h / 16), ceil(w / 16), M).

@@ -95,7 +95,7 @@ class TileCoder:
   def decode_latents(self, sections, rects, height, width):
     """The sections of an H x W image's tiles (shapes already checked) ->
     the latents y of the whole image, float32 [ceil(H/16), ceil(W/16), M].
-    Decodes and checks every section (balle.range_coding): FormatError
+    Decodes and checks every section (balle.coding.range_coding): FormatError
     unless each is exactly the range coding of what it decodes to."""
     raise NotImplementedError
 

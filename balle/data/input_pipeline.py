@@ -2,21 +2,21 @@
 validates on (`training_data`).
 
 Training patches come from images decoded once into memory
-(balle.data.patches.PatchSampler, the faster for sets that fit) or from the files,
-decoded as they are needed by tf.data (balle.streaming.PatchStream). Both
-draw the same patches (balle.data.patches.draw_patch) and offer the same
+(balle.data.patches.PatchSampler, the faster for sets that fit) or from the
+files, decoded as they are needed by tf.data (balle.data.streaming.PatchStream).
+Both draw the same patches (balle.data.patches.draw_patch) and offer the same
 `dataset()`. `choose_pipeline` decides from the decoded size, which
-`read_headers` reads from the image headers without decoding a pixel
-(Pillow opens files lazily): height x width x channels bytes, uint8 as
-balle.data holds images. In memory when that is at most the memory budget
-(--memory_budget_gib), streamed otherwise; --input_pipeline forces either.
-So, unless forced, nothing larger than the budget is decoded into memory.
+`read_headers` reads from the image headers without decoding a pixel (Pillow
+opens files lazily): height x width x channels bytes, uint8 as balle.data holds
+images. In memory when that is at most the memory budget (--memory_budget_gib),
+streamed otherwise; --input_pipeline forces either. So, unless forced, nothing
+larger than the budget is decoded into memory.
 
 Before training starts, and alike for both pipelines, files whose header
 cannot be read are dropped with a warning naming each, and images smaller
 than the patch size are dropped and counted in the log (as load_images
 always did); files that fail later, while decoding, are skipped with a
-warning too (balle.data.files.load_images, balle.streaming.PatchStream).
+warning too (balle.data.files.load_images, balle.data.streaming.PatchStream).
 """
 
 import os
@@ -82,11 +82,12 @@ def training_data(patterns, patchsize, batchsize, multiple, num_validation=0,
                   memory_budget_gib=2.0):
   """(patches, list of validation images).
 
-  `patches` is a balle.data.patches.PatchSampler or a balle.streaming.PatchStream
-  over the training images, as `choose_pipeline` decides; logs the
-  choice and why, and the number of images found, held out, skipped and
-  used. Validation images are decoded into memory and cropped to multiples
-  of `multiple` (the model's downsampling factor), never skipped.
+  `patches` is a balle.data.patches.PatchSampler or a
+  balle.data.streaming.PatchStream over the training images, as
+  `choose_pipeline` decides; logs the choice and why, and the number of images
+  found, held out, skipped and used. Validation images are decoded into memory
+  and cropped to multiples of `multiple` (the model's downsampling factor),
+  never skipped.
   """
   files = expand_patterns(patterns)
   if not files:

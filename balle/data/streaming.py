@@ -1,6 +1,7 @@
-"""Training patches streamed from image files by tf.data (`PatchStream`),
-for training sets whose decoded pixels do not fit the memory budget
-(balle.input_pipeline chooses between this and balle.data.patches.PatchSampler).
+"""Training patches streamed from image files by tf.data (`PatchStream`), for
+training sets whose decoded pixels do not fit the memory budget
+(balle.data.input_pipeline chooses between this and
+balle.data.patches.PatchSampler).
 
     files (under tf.distribute: this input pipeline's share)
       shuffled anew each epoch, repeated
@@ -8,12 +9,12 @@ for training sets whose decoded pixels do not fit the memory budget
       shuffle buffer of SHUFFLE_PATCHES patches
       batches of batchsize, float32 on the 0..255 scale, prefetched
 
-Files are decoded by balle.data.files.read_channels (Pillow, in a tf.py_function:
-Pillow decodes every suffix balle.image_io accepts, TIFF and WebP too, and
-releases Python's lock while it decodes), and patches are drawn by
+Files are decoded by balle.data.files.read_channels (Pillow, in a
+tf.py_function: Pillow decodes every suffix balle.io.image_io accepts, TIFF and
+WebP too, and releases Python's lock while it decodes), and patches are drawn by
 balle.data.patches.draw_patch, so both pipelines give the same channels, crops,
-random downsampling and flips. Only the images being decoded and the
-shuffle buffer are in memory at any time.
+random downsampling and flips. Only the images being decoded and the shuffle
+buffer are in memory at any time.
 
 Each decoded image gives PATCHES_PER_IMAGE patches, which amortizes its
 decoding over a batch of 8: Pillow takes about 14 ms of CPU time per image
@@ -50,13 +51,13 @@ SHUFFLE_PATCHES = 1024
 class PatchStream:
   """Endless random patches of image files, decoded as they are needed.
 
-  Same patches and the same `dataset()` as balle.data.patches.PatchSampler (which
-  holds the decoded images in memory instead). Files are expected at least
-  `patchsize` on each side (balle.input_pipeline drops smaller ones from
-  their headers); a smaller one is skipped with a warning.
+  Same patches and the same `dataset()` as balle.data.patches.PatchSampler
+  (which holds the decoded images in memory instead). Files are expected at
+  least `patchsize` on each side (balle.data.input_pipeline drops smaller ones
+  from their headers); a smaller one is skipped with a warning.
 
   Args:
-    files: image files (any suffix of balle.image_io.IMAGE_SUFFIXES).
+    files: image files (any suffix of balle.io.image_io.IMAGE_SUFFIXES).
     patchsize, batchsize: side of the patches in px, patches per batch.
     seed: int or tuple of ints (numpy's seed), for file order and patches.
     random_downsample: balle.data.patches.draw_patch's.

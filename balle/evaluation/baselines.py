@@ -245,7 +245,8 @@ def run(codecs, images, image_set, output_dir, cache_dir=None, quick=False):
     json_path = os.path.join(output_dir, f"{codec.name}.json")
     csv_path = os.path.join(output_dir, f"{codec.name}_per_image.csv")
     description = (f"{codec.label}, {codec.library_version()}, measured by "
-                   "balle.baselines (bpp from the whole file Pillow writes)")
+                   "balle.evaluation.baselines (bpp from the whole file "
+                   "Pillow writes)")
     evaluation.write_json(json_path, evaluation.results_document(
         codec.label, description, evaluation.aggregate(results),
         setting_name=codec.setting_name, image_set=image_set,

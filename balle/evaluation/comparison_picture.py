@@ -1,13 +1,14 @@
 """A side-by-side picture: one crop of an image as each codec decodes it.
 
 Every entry codes the WHOLE image for real and is measured on it (bpp of the
-complete file, balle.metrics.bits_per_pixel; RGB PSNR, metrics.psnr_rgb):
+complete file, balle.evaluation.metrics.bits_per_pixel; RGB PSNR,
+metrics.psnr_rgb):
 
-- a balle model: balle.codec.compress_image / decompress_image;
-- a classic codec of balle.baselines, set to about the same bpp as a target
-  (default: the first model's): a codec with a "quality" setting (JPEG, ...)
-  gets the integer quality in QUALITY_RANGE whose file bpp is closest to the
-  target; one with a "target_bpp" setting (JPEG 2000) gets the target as its
+- a balle model: balle.coding.codec.compress_image / decompress_image;
+- a classic codec of balle.evaluation.baselines, set to about the same bpp as a
+  target (default: the first model's): a codec with a "quality" setting (JPEG,
+  ...) gets the integer quality in QUALITY_RANGE whose file bpp is closest to
+  the target; one with a "target_bpp" setting (JPEG 2000) gets the target as its
   rate, and its real bpp is then measured from the file.
 
 The same crop (x, y, w, h) of the original and of every decoded image is

@@ -4,7 +4,7 @@ One measurement codes one image for real: encode to the complete file bytes,
 decode them, then compare the decoded pixels with the original:
 
     bpp = 8 * len(file bytes) / (H * W)        (headers and checksums included)
-    PSNR, MS-SSIM, MS-SSIM dB                   (balle.metrics, RGB)
+    PSNR, MS-SSIM, MS-SSIM dB                   (balle.evaluation.metrics, RGB)
     encode_time_s, decode_time_s                wall time of the two calls
 
 A codec setting (a model's lambda, a JPEG quality, ...) is summarized by the
@@ -247,7 +247,7 @@ def spread_per_family(model_names, count):
 
 
 def measure_model(model, images, label, warm_up=True):
-  """Codes every image with `model` (balle.codec); returns ImageResults.
+  """Codes every image with `model` (balle.coding.codec); returns ImageResults.
 
   Results have codec=label and setting=the model's name. With warm_up, the
   first image is coded twice untimed first, so that the one-time tf.function
@@ -270,8 +270,8 @@ def models_document(models, results, label, image_set=""):
   points = aggregate(results)
   by_name = {model.config.name: model.config for model in models}
   configs = [by_name[point.setting] for point in points]
-  description = ("balle.codec: complete .balle files (header + payload + "
-                 "checksum); models " + ", ".join(c.name for c in configs))
+  description = ("balle.coding.codec: complete .balle files (header + "
+                 "payload + checksum); models " + ", ".join(c.name for c in configs))
   families = {c.architecture for c in configs}
   return results_document(
       label, description, points, setting_name="model", image_set=image_set,

@@ -9,7 +9,7 @@ PSNR in dB, MS-SSIM the RGB MS-SSIM in [0, 1] (plot it in dB as
 -10 log10(1 - x)).
 
 These are other people's measurements, for comparison only; the project's
-own numbers come from balle.evaluation and balle.baselines.
+own numbers come from balle.evaluation and balle.evaluation.baselines.
 """
 
 import dataclasses

@@ -1,6 +1,6 @@
 """The scale-hyperprior model of Ballé, Minnen, Singh, Hwang & Johnston,
 "Variational image compression with a scale hyperprior" (ICLR 2018),
-architecture "bmshj2018" (balle.compression_model).
+architecture "bmshj2018" (balle.models.compression_model).
 
 The latents y = g_a(x) are coded with a zero-mean Gaussian whose scale
 sigma is predicted per element from side information, the hyper-latents
@@ -159,7 +159,7 @@ class ScaleHyperpriorModel(CompressionModel):
     self.hyper_analysis.build(latent_shape)
     self.hyper_synthesis.build(
         self.hyper_analysis.compute_output_shape(latent_shape))
-    self.built = True  # Not Model.build (see balle.model).
+    self.built = True  # Not Model.build (see balle.models.bls2017).
 
   @property
   def downsampling_factor(self):

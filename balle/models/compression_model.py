@@ -2,20 +2,20 @@
 
 A model is a `CompressionModel`: transforms and entropy model(s) trained for
 loss = R + lambda * D (`rate_distortion`, D named by `config.distortion`,
-balle.losses), frozen for coding (`freeze_for_coding`: integer CDF tables,
-saved with the model), then coding images to sections (entropy-coded tensors
-with their shapes, the sections of a .balle file) and back. Its
+balle.models.losses), frozen for coding (`freeze_for_coding`: integer CDF
+tables, saved with the model), then coding images to sections (entropy-coded
+tensors with their shapes, the sections of a .balle file) and back. Its
 configuration is a `ModelConfig` whose `architecture` names its class in the
-registry (`register`, `model_class`); that name is also written in file
-headers. `save` writes config.json + weights.npz, `load_model` reads them
-back into the registered class.
+registry (`register`, `model_class`); that name is also written in file headers.
+`save` writes config.json + weights.npz, `load_model` reads them back into the
+registered class.
 
 training, codec, export, evaluation, campaign and pretrained use only this
-interface. Tiled coding (balle.codec) asks the model for its `tile_coder`
-(balle.tiling), which knows how the architecture's sections depend on each
-other across tiles; the SavedModel codes one tile with the whole-image
-`compress`/`decompress`, checking a file's sections with `section_shapes`
-and `section_checks` first.
+interface. Tiled coding (balle.coding.codec) asks the model for its `tile_coder`
+(balle.coding.tiling), which knows how the architecture's sections depend on
+each other across tiles; the SavedModel codes one tile with the whole-image
+`compress`/`decompress`, checking a file's sections with `section_shapes` and
+`section_checks` first.
 """
 
 import dataclasses
@@ -62,7 +62,7 @@ class ModelConfig:
   """What defines a model's architecture and training objective.
 
   The defaults are the paper's model (num_filters 0 = 192 for RGB, 128 for
-  gray); the training recipe overrides num_filters (balle.train_config). The
+  gray); the training recipe overrides num_filters (balle.training.config). The
   distortion belongs here, beside lambda: it is part of what the weights
   were trained for, and of the model's name and id. latent_channels is
   stored as 0 when M equals N (so the configuration of a model has one
@@ -84,11 +84,12 @@ class ModelConfig:
                           "gamma x^2)) or simplified (x / (beta + sum gamma "
                           "|x|)).", choices=layers.GDN_FORMS)
   architecture: str = setting(DEFAULT_ARCHITECTURE, "Model architecture "
-                              "(balle.compression_model registry): bls2017, "
+                              "(balle.models registry): bls2017, "
                               "the factorized prior, or bmshj2018, the scale "
                               "hyperprior.")
   distortion: str = setting("mse", "Distortion D in the loss bpp + lambda * "
-                            "D (balle.losses).", choices=losses.DISTORTIONS)
+                            "D (balle.models.losses).",
+                            choices=losses.DISTORTIONS)
   name: str = ""  # "" selects <architecture>-<distortion>-<lmbda>
 
   def __post_init__(self):
@@ -210,7 +211,7 @@ class CompressionModel(tf.keras.Model):
     """(bpp, distortion, loss) for float images [B, H, W, C] on the 0..255
     scale: noisy latents and the differentiable rate with training=True,
     rounded latents and their ideal code length otherwise;
-    loss = bpp + lambda * distortion (balle.losses). With training and
+    loss = bpp + lambda * distortion (balle.models.losses). With training and
     `straight_through`, g_s gets the rounded latents instead of the noisy
     ones, with the identity as their gradient (the rate keeps the noise)."""
     raise NotImplementedError
@@ -264,8 +265,8 @@ class CompressionModel(tf.keras.Model):
     raise NotImplementedError
 
   def tile_coder(self):
-    """The `balle.tiling.TileCoder` that codes this model's images in tiles
-    (one per model, traced functions cached in it)."""
+    """The `balle.coding.tiling.TileCoder` that codes this model's images in
+    tiles (one per model, traced functions cached in it)."""
     raise NotImplementedError
 
   def compress(self, image):
@@ -284,7 +285,7 @@ class CompressionModel(tf.keras.Model):
     section of `sections` (as `decompress` takes them, shapes already
     checked), true when the section is exactly what the range coder writes
     for the values it decodes to, decoded in bounded time
-    (`balle.range_coding.range_decode`, `check_range_code`). Only checked
+    (`balle.coding.range_coding.range_decode`, `check_range_code`). Only checked
     sections may be given to `decompress`, whose tfc decoder is unbounded."""
     raise NotImplementedError
 
@@ -302,7 +303,7 @@ class CompressionModel(tf.keras.Model):
   def compact_copy(self, int8_kernel=weight_storage.is_int8_kernel):
     """`half_precision_copy` with the inner convolution kernels rounded
     further, to int8 levels times a float16 scale per filter
-    (balle.weight_storage): `save` stores it in ~0.6x the bytes of the
+    (balle.models.weight_storage): `save` stores it in ~0.6x the bytes of the
     half-precision copy (benchmarks/weight_storage.py measures the cost).
     `int8_kernel(name, shape)` chooses the kernels rounded so (other
     choices than the default are for measurements: `save` stores int8 only
@@ -359,8 +360,8 @@ class CompressionModel(tf.keras.Model):
     """Writes config.json and weights.npz into `directory` (frozen models).
 
     Each array is stored in the smallest form that holds it exactly
-    (balle.weight_storage: float16 after `half_precision_copy`, int8 kernels
-    after `compact_copy`, int16 for the CDF tables)."""
+    (balle.models.weight_storage: float16 after `half_precision_copy`, int8
+    kernels after `compact_copy`, int16 for the CDF tables)."""
     self._require_frozen()
     os.makedirs(directory, exist_ok=True)
     config_path = os.path.join(directory, CONFIG_FILE)

@@ -179,7 +179,7 @@ class SignalConv2D(tfc.SignalConv2D):
   a stride-1 convolution between the low-resolution side and the image side
   folded into stride² phase channels (space_to_depth / depth_to_space). It is
   the same linear map with the same variables (outputs agree to float
-  rounding, tests/test_transforms.py), and much faster where the image side
+  rounding, tests/models/test_layers.py), and much faster where the image side
   has few channels: a 9x9 stride-4 convolution on 3 channels becomes a 3x3
   one on 48 (benchmarks/README.md).
   """

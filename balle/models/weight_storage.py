@@ -3,7 +3,7 @@
 Each array is stored in the smallest form that holds its values exactly:
 - convolution kernels (`is_int8_kernel`) whose every 2-D filter is int8
   levels times one float16 scale (`compact_copy` of
-  balle.compression_model rounds them so): the int8 levels under the
+  balle.models.compression_model rounds them so): the int8 levels under the
   variable's name and the scales, float16 [in, out, 1, 1], under name +
   SCALE_SUFFIX. The kernels are tfc's RDFT parameters
   [in, out, h, w // 2 + 1] (names ending in KERNEL_SUFFIXES); a filter is

@@ -1,7 +1,7 @@
 """The settings of a training run (`TrainConfig`), each declared once with
 its default and help text; experiments/train.py makes one flag per setting
 (`setting_fields`). The model's own settings (lambda, N, architecture, ...)
-live in `balle.compression_model.ModelConfig`, nested here as `model`.
+live in `balle.models.compression_model.ModelConfig`, nested here as `model`.
 
 Options beyond the paper's recipe, all off by default: an exponential moving
 average of the weights (`ema_decay`), a learning-rate multiplier for the
@@ -120,8 +120,8 @@ class TrainConfig:
       "mixed_bfloat16 with avx512_bf16/amx_bf16, else float32. Weights and "
       "the saved model are float32.", choices=PRECISIONS)
   strategy: str = setting(
-      "default", "How steps are spread over devices (balle.distribute): "
-      "default, one device; mirrored, tf.distribute.MirroredStrategy over "
+      "default", "How steps are spread over devices "
+      "(balle.training.distribute): default, one device; mirrored, tf.distribute.MirroredStrategy over "
       "the local GPUs or --cpu_devices logical CPUs; multi_worker, "
       "MultiWorkerMirroredStrategy over the workers TF_CONFIG lists, each "
       "started with the same flags, the chief writing --model_dir. The "
@@ -135,8 +135,8 @@ class TrainConfig:
                            "(fine-tuning another lambda).")
   init_latent_scale: float = setting(
       1.0, "Multiply the --init_from model's latents by this factor at the "
-      "warm start (balle.widen.rescale_latents: the reconstruction stays, "
-      "rounding gets finer); sqrt(new lambda / old lambda) for a fine-tune "
+      "warm start (balle.models.widen.rescale_latents: the reconstruction "
+      "stays, rounding gets finer); sqrt(new lambda / old lambda) for a fine-tune "
       "to a higher rate (1: off).")
   seed: int = setting(0, "Seed of the initialization and patches.")
   log_every: int = setting(100, "Steps between log lines.")

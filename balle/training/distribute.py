@@ -4,13 +4,13 @@ a run trains under (`create_strategy`), each replica's share of a batch
 `checkpoint_write_dir`), and figures every worker agrees on
 (`mean_over_workers`, `same_on_all_workers`, `barrier`).
 
-Training is data parallel and synchronous. Every replica holds the same
-weights and computes the loss on its own B/R of the B patches of a global
-batch (--batchsize); each replica's loss is a mean over its patches, so
-scaled by 1/R and summed over the replicas it is the mean over the global
-batch, and so are the gradients the strategy sums (balle.trainer.Trainer).
-R replicas therefore take the step one device takes on the same B patches,
-up to the order of float summation.
+Training is data parallel and synchronous. Every replica holds the same weights
+and computes the loss on its own B/R of the B patches of a global batch
+(--batchsize); each replica's loss is a mean over its patches, so scaled by 1/R
+and summed over the replicas it is the mean over the global batch, and so are
+the gradients the strategy sums (balle.training.trainer.Trainer). R replicas
+therefore take the step one device takes on the same B patches, up to the order
+of float summation.
 
   default       TensorFlow's default strategy: one device, the trainer as it
                 always was.
@@ -31,7 +31,7 @@ up to the order of float summation.
 Each worker runs one input pipeline (the samplers' `dataset(input_context)`).
 In memory (balle.data.PatchSampler) every worker holds all images, draws the
 same global batches and keeps its share, so the batches do not depend on
-the number of workers. Streamed (balle.streaming.PatchStream) each worker
+the number of workers. Streamed (balle.data.streaming.PatchStream) each worker
 decodes only its own shard of the files (InputContext.input_pipeline_id of
 num_input_pipelines), so every file is decoded by one worker, and the
 batches depend on the number of workers.

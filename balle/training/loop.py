@@ -1,8 +1,8 @@
-"""The training loop of a compression model (balle.compression_model; the
+"""The training loop of a compression model (balle.models.compression_model; the
 factorized prior of Ballé et al., ICLR 2017, by default).
 
 Minimizes loss = R + lambda * D (`rate_distortion`, D named by the model's
-`distortion` setting, balle.losses) with Adam on random patches (paper,
+`distortion` setting, balle.models.losses) with Adam on random patches (paper,
 Sec. 4). One session of `train` is the algorithm:
 
     for each batch of patches:       sample
@@ -11,20 +11,20 @@ Sec. 4). One session of `train` is the algorithm:
       every checkpoint_every steps   maybe checkpoint
       every validate_every steps     maybe validate (real coding)
 
-Its parts each have one home: the settings (`balle.train_config`), the
-run's state, step and checkpoints (`balle.trainer.Trainer`), the
+Its parts each have one home: the settings (`balle.training.config`), the run's
+state, step and checkpoints (`balle.training.trainer.Trainer`), the
 learning-rate schedule, divergence guard and weight average
-(`balle.schedules`; the paper divides the rate by 10 when the loss stops
-improving, "plateau"), the training patches (`balle.data`). Here: the loop,
-the step and time budget (`budget_used_up`), the rollback after a blow-up,
+(`balle.training.schedules`; the paper divides the rate by 10 when the loss
+stops improving, "plateau"), the training patches (`balle.data`). Here: the
+loop, the step and time budget (`budget_used_up`), the rollback after a blow-up,
 the log lines and summaries (`_ProgressLog`), SIGTERM handling and the
-checkpoint written when a session ends (`_checkpoint_on_exit`), and the
-frozen model written at the end (`finalize`).
+checkpoint written when a session ends (`_checkpoint_on_exit`), and the frozen
+model written at the end (`finalize`).
 
-Under a tf.distribute strategy (`--strategy`, balle.distribute) the loop is
-the same: each batch is split over the replicas, and every decision (budget,
-schedule, guard, checkpoint) is taken from figures all workers share, so
-they take it alike. Only the chief validates and writes summaries and the
+Under a tf.distribute strategy (`--strategy`, balle.training.distribute) the
+loop is the same: each batch is split over the replicas, and every decision
+(budget, schedule, guard, checkpoint) is taken from figures all workers share,
+so they take it alike. Only the chief validates and writes summaries and the
 final model.
 
 Everything needed to continue a run (weights, Adam moments, step, schedule

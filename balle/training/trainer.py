@@ -6,12 +6,13 @@ One step minimizes loss = R + lambda * D (`rate_distortion`, paper Sec. 4)
 on a batch of patches; a step whose loss or gradient is not finite changes
 nothing (`NonFiniteLossError`).
 
-The step runs under the run's tf.distribute strategy (balle.distribute):
-the weights, Adam's moments and the weight average have one copy per
-replica (created in the strategy's scope), each replica computes the loss
-on its slice of the batch, and the gradients are all-reduced before they
-are checked, clipped and applied, so every replica makes the same update.
-Checkpoints hold one copy of each variable and resume under any strategy.
+The step runs under the run's tf.distribute strategy
+(balle.training.distribute): the weights, Adam's moments and the weight average
+have one copy per replica (created in the strategy's scope), each replica
+computes the loss on its slice of the batch, and the gradients are all-reduced
+before they are checked, clipped and applied, so every replica makes the same
+update. Checkpoints hold one copy of each variable and resume under any
+strategy.
 """
 
 import os
@@ -235,7 +236,7 @@ class Trainer:
 
   def distributed(self, sampler):
     """The batches of `sampler` (balle.data.PatchSampler or
-    balle.streaming.PatchStream) split over the replicas
+    balle.data.streaming.PatchStream) split over the replicas
     (`distribute.replica_batches`)."""
     return distribute.replica_batches(
         self.strategy, lambda context: sampler.dataset(input_context=context),

@@ -18,7 +18,7 @@ def coded_figures(coder, images):
   complete .balle file (`codec.compress_image`: header, range-coded latents,
   checksum) and is decoded again; bpp is 8 x the file size over the pixel
   count, MSE and PSNR those of the decoded RGB image, as every evaluation in
-  the project measures them (`balle.metrics`).
+  the project measures them (`balle.evaluation.metrics`).
   """
   bpps, mses, psnrs = [], [], []
   for image in images:

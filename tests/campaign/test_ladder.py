@@ -1,4 +1,4 @@
-"""Tests of balle/ladder.py: rungs chained from the anchor, shipped."""
+"""Tests of balle/campaign/ladder.py: rungs chained from the anchor, shipped."""
 
 import json
 import os

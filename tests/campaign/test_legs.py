@@ -1,4 +1,4 @@
-"""Tests of balle/campaign.py and its runner: plan, leg records, anchor
+"""Tests of balle/campaign/legs.py and its runner: plan, leg records, anchor
 replacement, the leg table and learning curve."""
 
 import json

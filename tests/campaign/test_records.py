@@ -1,4 +1,4 @@
-"""Tests of balle/campaign_records.py: a test set's figures and gaps."""
+"""Tests of balle/campaign/records.py: a test set's figures and gaps."""
 
 import math
 

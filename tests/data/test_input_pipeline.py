@@ -1,4 +1,4 @@
-"""Tests of the choice of input pipeline (balle/input_pipeline.py)."""
+"""Tests of the choice of input pipeline (balle/data/input_pipeline.py)."""
 
 import logging
 

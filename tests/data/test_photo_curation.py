@@ -1,4 +1,4 @@
-"""Tests for balle.photo_curation."""
+"""Tests for balle.data.photo_curation."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""Tests of the patches streamed from files (balle/streaming.py)."""
+"""Tests of the patches streamed from files (balle/data/streaming.py)."""
 
 import numpy as np
 from PIL import Image

@@ -1,4 +1,5 @@
-"""Tests of balle.baselines: every available Pillow codec, rates, cache."""
+"""Tests of balle.evaluation.baselines: every available Pillow codec, rates,
+cache."""
 
 import dataclasses
 import json

@@ -1,4 +1,4 @@
-"""Tests of balle.comparison_picture on small generated images."""
+"""Tests of balle.evaluation.comparison_picture on small generated images."""
 
 import numpy as np
 import pytest

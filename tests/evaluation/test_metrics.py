@@ -1,4 +1,4 @@
-"""Tests of balle.metrics against values known in closed form."""
+"""Tests of balle.evaluation.metrics against values known in closed form."""
 
 import io
 import math

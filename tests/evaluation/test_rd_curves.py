@@ -98,8 +98,8 @@ def test_markdown_table_takes_its_anchors():
 
 
 def test_blank_cells_when_out_of_range():
-  short = rd_curves.Curve("Short", rd_curves.MEASURED, ((0.4, 30.0), (0.6, 31.0)),
-                          ())
+  short = rd_curves.Curve("Short", rd_curves.MEASURED,
+                          ((0.4, 30.0), (0.6, 31.0)), ())
   row = next(l for l in rd_curves.markdown_table([short],
                                                  ANCHORS).splitlines()
              if l.startswith("| Short"))

@@ -1,4 +1,5 @@
-"""Tests of balle.reference_curves: the cited data files and their loader."""
+"""Tests of balle.evaluation.reference_curves: the cited data files and their
+loader."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""Tests of how weights are stored (balle/weight_storage.py)."""
+"""Tests of how weights are stored (balle/models/weight_storage.py)."""
 
 import io
 

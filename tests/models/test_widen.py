@@ -1,4 +1,4 @@
-"""Tests of balle/widen.py: widening keeps the reconstruction exactly."""
+"""Tests of balle/models/widen.py: widening keeps the reconstruction exactly."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Training under tf.distribute strategies (balle/distribute.py): two
+"""Training under tf.distribute strategies (balle/training/distribute.py): two
 replicas take the step one device takes on the same batch, checkpoints move
 between strategies, and two worker processes train a model together.
 

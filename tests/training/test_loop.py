@@ -1,4 +1,5 @@
-"""Tests of the training loop (balle/training.py) on tiny generated images."""
+"""Tests of the training loop (balle/training/loop.py) on tiny generated
+images."""
 
 import dataclasses
 import glob

@@ -1,5 +1,5 @@
 """`python -m experiments.train` end to end, and its flags (derived from
-balle.train_config.TrainConfig) against the ones long runs are driven by."""
+balle.training.config.TrainConfig) against the ones long runs are driven by."""
 
 import json
 import os
