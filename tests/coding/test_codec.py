@@ -177,8 +177,10 @@ def test_huge_claims_are_refused_before_any_work(tiny_model):
 def test_payloads_that_hang_the_range_decoder_are_rejected_quickly():
   """tfc's decoder counts 0 bits without bound to read an escaped value, and
   reads zeros past the end of its data: this file's random 2998-byte section
-  (found by benchmarks/fuzz_decoder.py) kept it busy for minutes."""
+  (found by benchmarks/fuzz_decoder.py) kept it busy for minutes. The bound
+  leaves a busy machine room: rejected, it takes 0.01 s idle."""
   model = pretrained.resolve(V1_MODEL)
+  codec.decompress_image(V1_FILE.read_bytes(), model)  # traced before timing
   data = (FIXTURES / "hang_random_section.balle").read_bytes()
   outcome = []
 
@@ -190,7 +192,7 @@ def test_payloads_that_hang_the_range_decoder_are_rejected_quickly():
 
   thread = threading.Thread(target=decode, daemon=True)
   thread.start()
-  thread.join(timeout=20)
+  thread.join(timeout=60)
   assert not thread.is_alive(), "decoding hangs"
   assert outcome and "section 0 is corrupted" in str(outcome[0])
 

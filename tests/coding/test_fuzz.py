@@ -7,6 +7,9 @@ import pathlib
 from conftest import REPOSITORY
 
 _PATH = pathlib.Path(REPOSITORY) / "benchmarks" / "fuzz_decoder.py"
+# Per case: a hang guard (the slowest case takes ~3 s on an idle machine),
+# with room for a machine busy with other work.
+TIME_LIMIT_S = 60
 
 
 def _fuzzer():
@@ -17,7 +20,7 @@ def _fuzzer():
 
 
 def test_mutated_files_and_hostile_images_end_cleanly():
-  summary = _fuzzer().fuzz(cases=16, seed=12, time_limit_s=20,
+  summary = _fuzzer().fuzz(cases=16, seed=12, time_limit_s=TIME_LIMIT_S,
                            memory_limit_gib=4, log=lambda _: None)
   assert summary["failures"] == []
   assert summary["cases"] == 16 + summary["hostile_images"]
@@ -29,7 +32,7 @@ def test_mutated_files_and_hostile_images_end_cleanly():
 def test_mutated_hyperprior_files_end_cleanly():
   """The same for files of two sections per tile (bmshj2018), the section
   table reordered among the mutations."""
-  summary = _fuzzer().fuzz(cases=18, seed=3, time_limit_s=20,
+  summary = _fuzzer().fuzz(cases=18, seed=3, time_limit_s=TIME_LIMIT_S,
                            memory_limit_gib=4, log=lambda _: None,
                            architecture="bmshj2018")
   assert summary["failures"] == []

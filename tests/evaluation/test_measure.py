@@ -228,7 +228,7 @@ def test_spread_per_family_keeps_both_ends(monkeypatch):
 def _run(module, *args):
   return subprocess.run(
       [sys.executable, "-m", module, *args], cwd=REPOSITORY,
-      capture_output=True, text=True, timeout=240, check=False)
+      capture_output=True, text=True, timeout=900, check=False)
 
 
 def test_reproduce_kodak_quick_cli(tmp_path, tiny_models):

@@ -12,6 +12,7 @@ import tensorflow as tf
 from balle.coding import codec
 from balle.evaluation import metrics
 from balle.models.bls2017 import FactorizedPriorModel, ModelConfig
+from conftest import rate_estimates
 from conftest import smooth_image
 
 
@@ -84,25 +85,8 @@ def test_rate_estimate_matches_coded_bits():
   length of the rounded latents and the actual range-coded payload."""
   tf.random.set_seed(0)
   model = FactorizedPriorModel(ModelConfig(num_filters=16, lmbda=1.0))
-  image = smooth_image(128, 128)
-  images = tf.constant(image[None].astype(np.float32))
-  optimizer = tf.keras.optimizers.Adam(3e-3)
-
-  @tf.function
-  def step():
-    with tf.GradientTape() as tape:
-      _, _, loss = model.rate_distortion(images, training=True)
-    variables = model.trainable_variables
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-
-  for _ in range(200):
-    step()
-  noisy_bpp = np.mean([float(model.rate_distortion(images)[0])
-                       for _ in range(10)])
-  ideal_bpp = float(model.rate_distortion(images, training=False)[0])
-  model.freeze_for_coding()
-  (payload, _), = model.compress(tf.constant(image))
-  coded_bpp = 8 * len(payload.numpy()) / image.shape[0] / image.shape[1]
+  noisy_bpp, ideal_bpp, coded_bpp = rate_estimates(model,
+                                                   smooth_image(128, 128))
   assert coded_bpp > 0.05  # the model codes real information
   assert ideal_bpp == pytest.approx(coded_bpp, rel=0.03, abs=8 * 4 / 128**2)
   assert noisy_bpp == pytest.approx(coded_bpp, rel=0.10)

@@ -14,7 +14,7 @@ from balle.coding.file_format import FormatError
 from balle.models import compression_model
 from balle.models.bls2017 import ModelConfig
 from balle.models.bmshj2018 import HyperpriorTileCoder, ScaleHyperpriorModel
-from conftest import smooth_image, tiny_hyperprior_config
+from conftest import rate_estimates, smooth_image, tiny_hyperprior_config
 
 
 def test_architecture_is_registered():
@@ -75,26 +75,8 @@ def test_rate_estimate_matches_coded_bits():
   model = ScaleHyperpriorModel(tiny_hyperprior_config(num_filters=16,
                                                       latent_channels=24,
                                                       lmbda=1.0))
-  image = smooth_image(128, 128)
-  images = tf.constant(image[None].astype(np.float32))
-  optimizer = tf.keras.optimizers.Adam(3e-3)
-
-  @tf.function
-  def step():
-    with tf.GradientTape() as tape:
-      _, _, loss = model.rate_distortion(images, training=True)
-    variables = model.trainable_variables
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-
-  for _ in range(200):
-    step()
-  noisy_bpp = np.mean([float(model.rate_distortion(images)[0])
-                       for _ in range(10)])
-  ideal_bpp = float(model.rate_distortion(images, training=False)[0])
-  model.freeze_for_coding()
-  sections = model.compress(tf.constant(image))
-  coded_bytes = sum(len(data.numpy()) for data, _ in sections)
-  coded_bpp = 8 * coded_bytes / image.shape[0] / image.shape[1]
+  noisy_bpp, ideal_bpp, coded_bpp = rate_estimates(model,
+                                                   smooth_image(128, 128))
   assert coded_bpp > 0.05  # the model codes real information
   # Each of the two strings may end with a few bytes the estimate lacks.
   assert ideal_bpp == pytest.approx(coded_bpp, rel=0.03, abs=8 * 8 / 128**2)

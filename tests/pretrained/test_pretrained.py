@@ -65,7 +65,7 @@ def test_ship_model_writes_a_compact_model_where_asked(tiny_model_dir,
     return subprocess.run(
         [sys.executable, "-m", "experiments.ship_model",
          f"--model_dir={trained}", f"--destination={destination}"],
-        cwd=REPOSITORY, capture_output=True, text=True, timeout=240,
+        cwd=REPOSITORY, capture_output=True, text=True, timeout=900,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), check=False)
 
   process = ship()

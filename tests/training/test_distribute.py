@@ -22,17 +22,19 @@ from conftest import REPOSITORY
 from conftest import TESTS
 from conftest import smooth_image
 
+HERE = os.path.dirname(os.path.abspath(__file__))  # this module, for children
 RESULTS_FILE = "results.json"
 TIMEOUT_S = 1800  # a guard against a hang, far above the ~1 min a test
 # takes on an idle machine
 
 
 def _start(args, log_path, cwd=None, **variables):
-  """A Python process with the repository importable, its output in the
-  file `log_path` (a pipe nobody reads while it runs can fill up and stop
-  it)."""
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join(
-      [REPOSITORY, TESTS, os.environ.get("PYTHONPATH", "")]), **variables)
+  """A Python process with the repository, conftest and this module
+  importable, its output in the file `log_path` (a pipe nobody reads while
+  it runs can fill up and stop it)."""
+  path = [REPOSITORY, TESTS, HERE, os.environ.get("PYTHONPATH", "")]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+             PYTHONPATH=os.pathsep.join(path), **variables)
   with open(log_path, "w") as log:
     return subprocess.Popen([sys.executable] + args, cwd=cwd, env=env,
                             stdout=log, stderr=subprocess.STDOUT, text=True)
@@ -239,9 +241,11 @@ def test_two_workers_train_and_the_chief_writes_the_model(tmp_path):
 
 
 def test_a_lost_worker_stops_the_other_with_a_clear_error(tmp_path):
-  """kill -9 of one worker: the chief stops within TensorFlow's heartbeat
-  timeout (~10 s) instead of waiting forever, writes no checkpoint it
-  cannot (the save needs both), and says how to resume."""
+  """kill -9 of one worker: the chief stops instead of waiting forever,
+  writes no checkpoint it cannot (the save needs both), and says how to
+  resume. How TensorFlow notices the loss (a heartbeat timeout,
+  a closed socket, ...) and its words for it vary with timing: only the
+  project's behaviour is asserted."""
   (chief, chief_log), (worker, _) = _start_two_workers(tmp_path, [
       "--max_steps=100000", "--log_every=1", "--checkpoint_every=2",
       "--precision=float32"])
@@ -253,7 +257,7 @@ def test_a_lost_worker_stops_the_other_with_a_clear_error(tmp_path):
           break
       time.sleep(0.5)
     worker.kill()
-    chief.wait(timeout=120)
+    chief.wait(timeout=TIMEOUT_S)
   finally:
     chief.kill()
     worker.kill()
@@ -261,8 +265,8 @@ def test_a_lost_worker_stops_the_other_with_a_clear_error(tmp_path):
     output = f.read()
   assert chief.returncode == 1, output[-3000:]
   assert "train: a worker of the cluster stopped at step" in output
-  assert "heartbeat timeout" in output and "Traceback" not in output
   assert "start every worker again with the same flags" in output
+  assert "Traceback" not in output
 
 
 def test_two_replicas_take_the_step_of_one_device(replica_comparison):
