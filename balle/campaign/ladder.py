@@ -126,6 +126,11 @@ class RungRecord:
   test_sets: dict              # as LegRecord.test_sets
   model_id: str
   flags: list
+  # The model's training in all when the rung was made: the anchor's (seed
+  # model and legs) and each fine-tune along its chain, so that it stands
+  # when the anchor moves on. None in records made before it was stored.
+  in_all_gpix: float = None
+  in_all_wall_time_s: float = None
 
 
 class LadderMixin:
@@ -234,28 +239,33 @@ class LadderMixin:
         validation_psnr_db=recipe["validation_psnr_db"], test_sets=test_sets,
         model_id=model.model_id.hex(), flags=portable_flags(flags))
     self.ladder = [r for r in self.ladder if r.quality != quality] + [record]
+    in_all = self.rung_training(quality)
+    if in_all:
+      record = dataclasses.replace(record, in_all_gpix=in_all[0],
+                                   in_all_wall_time_s=in_all[1])
+      self.ladder[-1] = record
     self.ladder.sort(key=lambda r: r.quality)
     self.save()
     return record
 
   def rung_training(self, quality):
     """(Gpix, wall seconds) of all the training rung `quality`'s model has
-    had: the anchor's (seed model and legs) and each fine-tuning along its
-    chain. None when the anchor's rung is not the model of a recorded leg."""
-    records = {r.quality: r for r in self.ladder}
-    pixels = wall_time_s = 0.0
-    while quality != ANCHOR_QUALITY:
-      record = records[quality]
-      pixels += gpix(record.steps,
-                     dict(flag[2:].split("=", 1) for flag in record.flags))
-      wall_time_s += record.wall_time_s
-      quality = parent_quality(quality)
-    legs = [leg for leg in self.legs
-            if leg.model_id == records[ANCHOR_QUALITY].model_id]
-    if not legs:
+    had: as recorded when the rung was made, or for older records the
+    anchor's (seed model and legs) and each fine-tuning along its chain.
+    None when the anchor's rung is not the model of a recorded leg."""
+    record = {r.quality: r for r in self.ladder}[quality]
+    if record.in_all_gpix is not None:
+      return record.in_all_gpix, record.in_all_wall_time_s
+    if quality == ANCHOR_QUALITY:
+      legs = [leg for leg in self.legs if leg.model_id == record.model_id]
+      return ((legs[0].cumulative_gpix, legs[0].cumulative_wall_time_s)
+              if legs else None)
+    before = self.rung_training(parent_quality(quality))
+    if before is None:
       return None
-    return (pixels + legs[0].cumulative_gpix,
-            wall_time_s + legs[0].cumulative_wall_time_s)
+    own = gpix(record.steps,
+               dict(flag[2:].split("=", 1) for flag in record.flags))
+    return before[0] + own, before[1] + record.wall_time_s
 
   def ship(self, destination, replace_others=False, qualities=None):
     """Copies the made rungs of `qualities` (None: all) into `destination`

@@ -126,6 +126,10 @@ def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
   table = reloaded.ladder_table()
   in_all = reloaded.legs[0].cumulative_gpix + 100 * 2 * 50 ** 2 / 1e9
   assert reloaded.rung_training(3)[0] == pytest.approx(in_all)
+  # Stored when made: it stands when the anchor's legs move on.
+  assert reloaded.ladder[2].in_all_gpix == pytest.approx(in_all)
+  reloaded.legs = []
+  assert reloaded.rung_training(3)[0] == pytest.approx(in_all)
   assert f"| 3 | 0.02 | 12 / 12 | bls2017-mse-0.0100 | 100 | 0.03 | {in_all:.1f} / " \
       in table
   assert "BD-rate (PSNR), kodak vs JPEG 2000" in table
