@@ -8,9 +8,9 @@
 One flag per setting of `balle.training.config.TrainConfig` (the model's
 settings included), with the name, default and help text declared there;
 `--help` lists them. The defaults are the recipe that won the budget study in
-benchmarks/README.md: N = 128, 8x128² patches, Adam 1e-3 with 200 warm-up steps,
-1e-4 for the last 20 % of the budget, transforms in mixed bfloat16 where the CPU
-supports it.
+benchmarks/README.md: N = 128, 8x128² patches, Adam 1e-3 with 200 warm-up
+steps, 1e-4 for the last 20 % of the budget, transforms in mixed bfloat16
+where the CPU supports it.
 
 Rerunning the same command resumes from the latest checkpoint (weights, Adam
 state, step, schedule, elapsed time). Once --max_steps or --max_time_s is

@@ -271,7 +271,8 @@ def models_document(models, results, label, image_set=""):
   by_name = {model.config.name: model.config for model in models}
   configs = [by_name[point.setting] for point in points]
   description = ("balle.coding.codec: complete .balle files (header + "
-                 "payload + checksum); models " + ", ".join(c.name for c in configs))
+                 "payload + checksum); models "
+                 + ", ".join(c.name for c in configs))
   families = {c.architecture for c in configs}
   return results_document(
       label, description, points, setting_name="model", image_set=image_set,

@@ -121,8 +121,8 @@ class TrainConfig:
       "the saved model are float32.", choices=PRECISIONS)
   strategy: str = setting(
       "default", "How steps are spread over devices "
-      "(balle.training.distribute): default, one device; mirrored, tf.distribute.MirroredStrategy over "
-      "the local GPUs or --cpu_devices logical CPUs; multi_worker, "
+      "(balle.training.distribute): default, one device; mirrored, "
+      "tf.distribute.MirroredStrategy over the local GPUs or --cpu_devices logical CPUs; multi_worker, "
       "MultiWorkerMirroredStrategy over the workers TF_CONFIG lists, each "
       "started with the same flags, the chief writing --model_dir. The "
       "--batchsize patches of a step are split over the replicas; the step "
@@ -136,8 +136,8 @@ class TrainConfig:
   init_latent_scale: float = setting(
       1.0, "Multiply the --init_from model's latents by this factor at the "
       "warm start (balle.models.widen.rescale_latents: the reconstruction "
-      "stays, rounding gets finer); sqrt(new lambda / old lambda) for a fine-tune "
-      "to a higher rate (1: off).")
+      "stays, rounding gets finer); sqrt(new lambda / old lambda) for a "
+      "fine-tune to a higher rate (1: off).")
   seed: int = setting(0, "Seed of the initialization and patches.")
   log_every: int = setting(100, "Steps between log lines.")
   checkpoint_every: int = setting(500, "Steps between checkpoints.")
