@@ -28,7 +28,7 @@ RECIPE_FILE = "recipe.json"
 # Filters N of the models the recipe trains, RGB included, where ModelConfig
 # defaults to the paper's 192: a step at N = 192 costs about 2x one at
 # N = 128 on a CPU, so on the budgets here N = 128 gets twice the updates
-# (README, Training). --num_filters=0 selects the paper's count.
+# (docs/training.md). --num_filters=0 selects the paper's count.
 RECIPE_NUM_FILTERS = 128
 
 
