@@ -81,7 +81,7 @@ def _positive_int(text):
 
 
 def _default_max_pixels():
-  from balle import file_format  # pylint: disable=import-outside-toplevel
+  from balle.coding import file_format  # pylint: disable=import-outside-toplevel
   return file_format.DEFAULT_MAX_PIXELS
 
 
@@ -91,7 +91,7 @@ def _default_output(path, suffix):
 
 def _check_paths(input_path, output_path, overwrite):
   """Fails fast, before the work, on outputs that could not be written."""
-  from balle import safe_write  # pylint: disable=import-outside-toplevel
+  from balle.io import safe_write  # pylint: disable=import-outside-toplevel
   if not os.path.isfile(input_path):
     raise FileNotFoundError(f"{input_path}: no such file")
   if os.path.exists(output_path) and os.path.samefile(input_path,
@@ -104,7 +104,11 @@ def _check_paths(input_path, output_path, overwrite):
 
 
 def _compress(args):
-  from balle import codec, image_io, metrics, pretrained, safe_write
+  from balle import pretrained
+  from balle.coding import codec
+  from balle.evaluation import metrics
+  from balle.io import image_io
+  from balle.io import safe_write
   output = args.output or _default_output(args.input, SUFFIX)
   _check_paths(args.input, output, args.overwrite)
   image = image_io.read_image(args.input, drop_alpha=args.drop_alpha,
@@ -137,7 +141,10 @@ def _compress(args):
 
 
 def _decompress(args):
-  from balle import codec, file_format, image_io, pretrained
+  from balle import pretrained
+  from balle.coding import codec
+  from balle.coding import file_format
+  from balle.io import image_io
   output = args.output or _default_output(args.input, ".png")
   _check_paths(args.input, output, args.overwrite)
   image_io.image_format(output)
@@ -155,7 +162,9 @@ def _decompress(args):
 
 
 def _info(args):
-  from balle import file_format, metrics, pretrained
+  from balle import pretrained
+  from balle.coding import file_format
+  from balle.evaluation import metrics
   data = _read_file(args.input)
   header, sections = file_format.unpack(data, max_pixels=args.max_pixels)
   model_name = pretrained.find_by_id(header.model_id) or "not a shipped model"

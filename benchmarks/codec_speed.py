@@ -25,7 +25,9 @@ from absl import flags
 import numpy as np
 from PIL import Image
 
-from balle import codec, image_io, pretrained
+from balle import pretrained
+from balle.coding import codec
+from balle.io import image_io
 
 _MODELS = flags.DEFINE_list(
     "models", ["bls2017-mse-0.0250", "bmshj2018-mse-0.0250"],

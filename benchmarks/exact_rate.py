@@ -14,10 +14,14 @@ import numpy as np
 from absl import app
 from absl import flags
 
-from balle import codec, data, image_io, metrics, pretrained, rd_plot
+from balle import pretrained
+from balle.coding import codec
+from balle.data import files
+from balle.evaluation import bd_rate, metrics
+from balle.io import image_io
 
 _IMAGES = flags.DEFINE_string(
-    "images", None, "Images: a folder, glob or .txt list (balle.data).",
+    "images", None, "Images: a glob or .txt list (balle.data.files).",
     required=True)
 _MODELS = flags.DEFINE_list(
     "models", None, "Exact models; default: every shipped model with exact "
@@ -31,7 +35,7 @@ def _exact_models():
 
 def main(argv):
   del argv
-  paths = data.image_files(_IMAGES.value)
+  paths = files.image_files(_IMAGES.value)
   images = [image_io.read_image(path) for path in paths]
   pixels = sum(image.shape[0] * image.shape[1] for image in images)
   curves = {"exact": [], "float": []}
@@ -58,7 +62,7 @@ def main(argv):
           f"{sizes['exact'] / sizes['float']:.5f} | {same}/{len(images)} | "
           f"{np.mean(psnr):.2f} |")
   if len(curves["exact"]) >= 2:
-    rate, _ = rd_plot.bd_rate(curves["float"], curves["exact"])
+    rate, _ = bd_rate.bd_rate(curves["float"], curves["exact"])
     print(f"\nBD-rate of the exact models against the float-index ones "
           f"(PSNR RGB): {rate:+.3f} %")
 

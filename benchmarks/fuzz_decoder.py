@@ -6,25 +6,25 @@ images, each case under a time and memory limit.
         [--model=NAME_OR_DIR | --architecture=bmshj2018]
 
 Seed files are coded by the model (default: the shipped default model;
---architecture=bmshj2018: a small untrained scale-hyperprior model made for
-the run, whose files have two sections per tile) from generated images (one
+--architecture=bmshj2018: a small untrained scale-hyperprior model made for the
+run, whose files have two sections per tile) from generated images (one
 Kodak-size 768x512, one coded in 20 tiles, one gray) and the version-1 test
-fixture; --images adds files coded from real photos. Each case is one
-mutation of a seed: bit flips, truncation, a splice of two files, a header
-or section-table field rewritten, the section table reordered (sections
-swapped, dropped, duplicated or given another's shape), a huge but
-self-consistent size claim, a section replaced by random bytes of any
-length, bytes inserted or deleted, or random bytes; most get their checksum
-recomputed, as a forger would. Hostile images (decompression-bomb headers, empty and non-image
-files, 16-bit, CMYK, palette, animated and multi-page files) go to the
-encoder. Every case must end in an image or a FormatError/ValueError, within
---time_limit_s, with the worker process below --memory_limit_gib.
+fixture; --images adds files coded from real photos. Each case is one mutation
+of a seed: bit flips, truncation, a splice of two files, a header or
+section-table field rewritten, the section table reordered (sections swapped,
+dropped, duplicated or given another's shape), a huge but self-consistent size
+claim, a section replaced by random bytes of any length, bytes inserted or
+deleted, or random bytes; most get their checksum recomputed, as a forger would.
+Hostile images (decompression-bomb headers, empty and non-image files, 16-bit,
+CMYK, palette, animated and multi-page files) go to the encoder. Every case must
+end in an image or a FormatError/ValueError, within --time_limit_s, with the
+worker process below --memory_limit_gib.
 
 The cases run one after another in one worker process (a child, restarted
 after a crash, a timeout or a memory overrun); this process watches its time
 and resident memory. Prints counts per mutation and outcome, failures with
 their reason, and the slowest case and the peak memory; exits 1 on a failure.
-`tests/test_fuzz.py` runs a short bounded version.
+`tests/coding/test_fuzz.py` runs a short bounded version.
 """
 
 import argparse
@@ -61,7 +61,8 @@ def smooth_image(height, width, channels=3, seed=0):
 
 def seed_files(model, images=()):
   """Valid .balle files to mutate."""
-  from balle import codec, image_io  # pylint: disable=import-outside-toplevel
+  from balle.coding import codec  # pylint: disable=import-outside-toplevel
+  from balle.io import image_io  # pylint: disable=import-outside-toplevel
   seeds = [codec.compress_image(model, smooth_image(512, 768)),
            codec.compress_image(model, smooth_image(200, 300, seed=1),
                                 tile_size=64),
@@ -75,7 +76,7 @@ def seed_files(model, images=()):
 
 def _recheck(data):
   """`data` with its last 4 bytes replaced by the Adler-32 of the rest."""
-  from balle import file_format  # pylint: disable=import-outside-toplevel
+  from balle.coding import file_format  # pylint: disable=import-outside-toplevel
   return file_format.with_checksum(data[:-4])
 
 
@@ -138,7 +139,7 @@ _SECTION_STRIDES = {"bls2017": (16,), "bmshj2018": (64, 16)}
 def mutate_huge_claim(rng, data, _):
   """A self-consistent file claiming a big image: the right number of
   sections with the right shapes, each holding a few random bytes."""
-  from balle import file_format  # pylint: disable=import-outside-toplevel
+  from balle.coding import file_format  # pylint: disable=import-outside-toplevel
   header, sections = file_format.unpack(data)
   height, width = (int(v) for v in rng.choice(
       [1024, 4096, 8192, 11585, 16384, 65535], size=2))
@@ -156,7 +157,7 @@ def mutate_huge_claim(rng, data, _):
 
 
 def mutate_random_section(rng, data, _):
-  from balle import file_format  # pylint: disable=import-outside-toplevel
+  from balle.coding import file_format  # pylint: disable=import-outside-toplevel
   header, sections = file_format.unpack(data)
   index = int(rng.integers(0, len(sections)))
   length = int(rng.integers(0, 2 * len(sections[index].data) + 2))
@@ -168,7 +169,7 @@ def mutate_random_section(rng, data, _):
 def mutate_section_table(rng, data, _):
   """The same sections in another table: two swapped, one dropped or
   duplicated, or one given another's shape."""
-  from balle import file_format  # pylint: disable=import-outside-toplevel
+  from balle.coding import file_format  # pylint: disable=import-outside-toplevel
   header, sections = file_format.unpack(data)
   i, j = (int(v) for v in rng.integers(0, len(sections), size=2))
   action = rng.choice(["swap", "drop", "duplicate", "reshape"])
@@ -274,7 +275,9 @@ def hostile_images(folder):
 def _worker(model_name):
   """Reads JSON cases from stdin, answers one JSON line per case."""
   import warnings  # pylint: disable=import-outside-toplevel
-  from balle import codec, image_io, pretrained  # pylint: disable=import-outside-toplevel
+  from balle import pretrained  # pylint: disable=import-outside-toplevel
+  from balle.coding import codec  # pylint: disable=import-outside-toplevel
+  from balle.io import image_io  # pylint: disable=import-outside-toplevel
   warnings.simplefilter("ignore")
   model = pretrained.resolve(model_name)
   print(json.dumps({"ready": True}), flush=True)
@@ -371,7 +374,7 @@ def _small_model(architecture, directory):
   """Saves a small untrained, frozen model of `architecture` in `directory`
   (N = 16, M = 24; fixed seed) and returns `directory`."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from balle import compression_model  # pylint: disable=import-outside-toplevel
+  from balle.models import compression_model  # pylint: disable=import-outside-toplevel
   config = compression_model.ModelConfig(
       architecture=architecture, num_filters=16, latent_channels=24,
       name=f"fuzz-{architecture}")
@@ -462,7 +465,7 @@ def main():
     return 0
   images = ()
   if args.images:
-    from balle.image_io import IMAGE_SUFFIXES  # pylint: disable=import-outside-toplevel
+    from balle.io.image_io import IMAGE_SUFFIXES  # pylint: disable=import-outside-toplevel
     images = sorted(str(p) for p in pathlib.Path(args.images).iterdir()
                     if p.suffix.lower() in IMAGE_SUFFIXES)
   summary = fuzz(args.cases, args.seed, args.model, images, args.time_limit_s,

@@ -7,16 +7,16 @@
 
 Two parts:
 
-1. Steps per second of the real training step (balle.trainer.Trainer with
-   the trainer's defaults: N=128, 8x128² patches, --precision=auto) fed by
+1. Steps per second of the real training step (balle.training.trainer.Trainer
+   with the trainer's defaults: N=128, 8x128² patches, --precision=auto) fed by
    each pipeline from the same --images, both built by
-   balle.input_pipeline.training_data with --input_pipeline forced: images
+   balle.data.input_pipeline.training_data with --input_pipeline forced: images
    decoded into memory (balle.data.PatchSampler) and streamed from the files
-   (balle.streaming.PatchStream). The two alternate in --blocks blocks of
-   --steps timed steps, each after --warmup untimed steps (more than the
-   batches a pipeline buffers while the other runs). Prints each one's mean
-   steps/s and process CPU time per step (all threads: the step, decoding,
-   patches), and the ratios stream / memory.
+   (balle.data.streaming.PatchStream). The two alternate in --blocks blocks of
+   --steps timed steps, each after --warmup untimed steps (more than the batches
+   a pipeline buffers while the other runs). Prints each one's mean steps/s and
+   process CPU time per step (all threads: the step, decoding, patches), and the
+   ratios stream / memory.
 2. Peak memory of streaming: --num_large_images synthetic photo-like
    1600x1200 JPEGs (made once into --large_dir, reused), whose decoded size
    exceeds --large_budget_gib many times, trained on for --large_steps steps
@@ -46,6 +46,8 @@ from absl import app
 from absl import flags
 import numpy as np
 from PIL import Image
+
+from balle.io.safe_write import write_file_atomic
 
 flags.DEFINE_list("images", [], "Training images of part 1 (folders or "
                   "globs); none: part 1 is skipped.")
@@ -80,7 +82,7 @@ def machine():
 
 
 def train_config(model_dir, images, **settings):
-  from balle import train_config as config_lib
+  from balle.training import config as config_lib
   return config_lib.TrainConfig.create(model_dir=model_dir,
                                        train_glob=tuple(images), **settings)
 
@@ -101,8 +103,8 @@ def time_steps(trainer, iterator, warmup, steps):
 def compare_pipelines(images):
   """Part 1: prints steps/s fed from memory and streamed."""
   from balle import data
-  from balle import input_pipeline
-  from balle import trainer as trainer_lib
+  from balle.data import input_pipeline
+  from balle.training import trainer as trainer_lib
   config = train_config(tempfile.mkdtemp(), images, num_validation=0)
   trainer = trainer_lib.Trainer(config)
   iterators, setup_s = {}, {}
@@ -155,8 +157,8 @@ def make_large_images(directory, count):
       field = np.asarray(small.resize(LARGE_SIZE, Image.BICUBIC), np.int16)
     noise = rng.integers(-12, 13, (height, width, 1), dtype=np.int16)
     pixels = np.clip(field + noise, 0, 255).astype(np.uint8)
-    Image.fromarray(pixels).save(path + ".tmp", format="JPEG", quality=90)
-    os.replace(path + ".tmp", path)
+    write_file_atomic(path, lambda f, pixels=pixels: Image.fromarray(
+        pixels).save(f, format="JPEG", quality=90))
   return sorted(os.path.join(directory, f"large_{i:04d}.jpg")
                 for i in range(count))
 

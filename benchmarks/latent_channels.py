@@ -12,7 +12,7 @@ the rounded value: what the range coder spends, up to the quantization
 offsets and the tails). Prints the bits per latent of the channels,
 summarized, and the channels carrying more than --threshold bits; with
 --first_new=K also the share of the bits in channels K.. (the channels a
-widening added: balle.widen) and the RMS of old and added latents.
+widening added: balle.models.widen) and the RMS of old and added latents.
 """
 
 from absl import app
@@ -52,8 +52,8 @@ def channel_bits(model, images):
 
 def main(argv):
   del argv
-  from balle import compression_model  # pylint: disable=g-import-not-at-top
   from balle import data  # pylint: disable=g-import-not-at-top
+  from balle.models import compression_model  # pylint: disable=g-import-not-at-top
   model = compression_model.load_model(FLAGS.model)
   if model.ARCHITECTURE != "bls2017":
     raise SystemExit(f"{FLAGS.model} is {model.ARCHITECTURE}: only bls2017 "

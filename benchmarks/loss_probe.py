@@ -33,8 +33,8 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from balle import compression_model  # pylint: disable=g-import-not-at-top
   from balle import data  # pylint: disable=g-import-not-at-top
+  from balle.models import compression_model  # pylint: disable=g-import-not-at-top
   files = data.expand_patterns(FLAGS.images)[::FLAGS.stride]
   images, _ = data.load_images(files, 256)
   sampler = data.PatchSampler(images, 256, 8, seed=FLAGS.seed)

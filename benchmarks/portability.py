@@ -1,6 +1,6 @@
 """Do files written here decode on other machines? Every shipped model x
 every image, encoded once, decoded in fresh processes on each of
-TensorFlow's kernel paths (balle.portability.KERNEL_PATHS: oneDNN with 2
+TensorFlow's kernel paths (balle.evaluation.portability.KERNEL_PATHS: oneDNN with 2
 and 1 threads, oneDNN off, oneDNN limited to SSE4.1 and to AVX2).
 
     python benchmarks/portability.py --images=DIR [--models=A,B] [--float_indexes]
@@ -21,7 +21,10 @@ import tempfile
 from absl import app
 from absl import flags
 
-from balle import codec, image_io, portability, pretrained
+from balle import pretrained
+from balle.coding import codec
+from balle.evaluation import portability
+from balle.io import image_io
 
 _IMAGES = flags.DEFINE_string("images", None, "Folder (or glob) of images.",
                               required=True)

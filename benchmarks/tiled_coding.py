@@ -108,7 +108,8 @@ def cli_benchmark(sizes, model, repeats):
 def library_benchmark(sizes, model_name, repeats):
   """Time per pixel of codec.compress_image / decompress_image, model
   loaded, median of `repeats` interleaved rounds after a warm-up."""
-  from balle import codec, pretrained  # pylint: disable=import-outside-toplevel
+  from balle import pretrained  # pylint: disable=import-outside-toplevel
+  from balle.coding import codec  # pylint: disable=import-outside-toplevel
   model = pretrained.resolve(model_name)
   images, times = {}, {size: ([], []) for size in sizes}
   with tempfile.TemporaryDirectory() as folder:
@@ -140,7 +141,10 @@ def library_benchmark(sizes, model_name, repeats):
 
 
 def kodak_benchmark(folder, tile_sizes, model_name):
-  from balle import codec, image_io, metrics, pretrained  # pylint: disable=import-outside-toplevel
+  from balle import pretrained  # pylint: disable=import-outside-toplevel
+  from balle.coding import codec  # pylint: disable=import-outside-toplevel
+  from balle.evaluation import metrics  # pylint: disable=import-outside-toplevel
+  from balle.io import image_io  # pylint: disable=import-outside-toplevel
   model = pretrained.resolve(model_name)
   paths = sorted(os.path.join(folder, name) for name in os.listdir(folder)
                  if name.lower().endswith(image_io.IMAGE_SUFFIXES))

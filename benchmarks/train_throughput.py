@@ -67,7 +67,7 @@ FLAGS = flags.FLAGS
 
 
 _ABLATIONS = {
-    "bf16_tfc_gdn": ("with tfc.GDN instead of balle.transforms.GDN",
+    "bf16_tfc_gdn": ("with tfc.GDN instead of balle.models.layers.GDN",
                      dict(convolutions=False, gdn=True)),
     "bf16_no_phase": ("without the phase form of the image-side "
                       "convolutions", dict(convolutions=False, gdn=False,
@@ -102,9 +102,10 @@ def interleaved_median_s(steps):
 
 
 def project_step(num_filters, images, precision="float32"):
-  """The trainer's tf.function step (balle/trainer.py) and its model."""
-  from balle import train_config  # pylint: disable=g-import-not-at-top
-  from balle import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  """The trainer's tf.function step (balle/training/trainer.py) and its
+  model."""
+  from balle.training import config as train_config  # pylint: disable=g-import-not-at-top
+  from balle.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   trainer = trainer_lib.Trainer(train_config.TrainConfig.create(
       model_dir=tempfile.mkdtemp(), num_filters=num_filters,
@@ -118,28 +119,28 @@ def project_step(num_filters, images, precision="float32"):
 @contextlib.contextmanager
 def stock_tfc_layers(convolutions=True, gdn=True, phase_decomposition=False):
   """Builds models with tfc's own SignalConv2D (kernels from batched FFTs,
-  strided convolutions as such) and GDN (see balle.transforms.GDN), as tfc's
+  strided convolutions as such) and GDN (see balle.models.layers.GDN), as tfc's
   models/bls2017.py does, instead of balle's subclasses; or, for ablations,
   with only some of them swapped (`phase_decomposition=True` keeps balle's
   convolutions but not their phase form)."""
   import tensorflow_compression as tfc  # pylint: disable=g-import-not-at-top
-  from balle import transforms  # pylint: disable=g-import-not-at-top
-  project_layers = transforms.SignalConv2D, transforms.GDN
+  from balle.models import layers  # pylint: disable=g-import-not-at-top
+  project_layers = layers.SignalConv2D, layers.GDN
   if convolutions or phase_decomposition:
     layer = tfc.SignalConv2D if convolutions else project_layers[0]
-    transforms.SignalConv2D = (
+    layers.SignalConv2D = (
         lambda *args, phase_decomposition=False, **kwargs:
         layer(*args, **kwargs))
   if gdn:
     def stock_gdn(form, **kwargs):
-      alpha, epsilon = transforms.GDN_PARAMETERS[form]
+      alpha, epsilon = layers.GDN_PARAMETERS[form]
       return tfc.GDN(alpha_parameter=alpha, epsilon_parameter=epsilon,
                      **kwargs)
-    transforms.GDN = stock_gdn
+    layers.GDN = stock_gdn
   try:
     yield
   finally:
-    transforms.SignalConv2D, transforms.GDN = project_layers
+    layers.SignalConv2D, layers.GDN = project_layers
 
 
 def fit_step(num_filters, dataset, stock_tfc=False, gdn_form="paper"):
@@ -153,7 +154,7 @@ def fit_step(num_filters, dataset, stock_tfc=False, gdn_form="paper"):
   tfc's default, "simplified", GDN).
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from balle.model import FactorizedPriorModel  # pylint: disable=g-import-not-at-top
+  from balle.models.bls2017 import FactorizedPriorModel  # pylint: disable=g-import-not-at-top
 
   class FitModel(tf.keras.Model):
 
@@ -305,7 +306,7 @@ def end_to_end(files):
   first step (decoding the images, tracing).
   """
   from balle import training  # pylint: disable=g-import-not-at-top
-  from balle import train_config  # pylint: disable=g-import-not-at-top
+  from balle.training import config as train_config  # pylint: disable=g-import-not-at-top
   n, p, b = FLAGS.e2e_num_filters, FLAGS.patchsize, FLAGS.batchsize
   references = {"bls2017_style": fit_step(
       n, per_file_decode_dataset(files, p, b), stock_tfc=True,

@@ -1,5 +1,5 @@
 """What int8 convolution kernels cost: each model's `compact_copy` (kernels
-int8 with a float16 scale per filter, balle.weight_storage) against its
+int8 with a float16 scale per filter, balle.models.weight_storage) against its
 `half_precision_copy` (float16, how models shipped until now), in one run.
 
     python benchmarks/weight_storage.py --images=campaign/yardstick.txt \
@@ -7,9 +7,9 @@ int8 with a float16 scale per filter, balle.weight_storage) against its
         [--stride=4]
 
 Both copies of a model code the same images into whole files
-(balle.diagnosis.measure: bpp from the file size); prints each copy's
+(balle.campaign.diagnosis.measure: bpp from the file size); prints each copy's
 weights.npz bytes, bpp, PSNR and J = bpp + lambda MSE, the size ratio and
-the change of J as dB at equal rate (balle.diagnosis.db_at_equal_rate).
+the change of J as dB at equal rate (balle.campaign.diagnosis.db_at_equal_rate).
 With --per_layer, also a copy per convolution with only that layer's
 kernels int8 (the layers touching the pixels included, which `compact_copy`
 keeps float16). Use validation images (the campaign's yardstick), never
@@ -22,11 +22,11 @@ import tempfile
 from absl import app
 from absl import flags
 
-from balle import compression_model
 from balle import data
-from balle import diagnosis
 from balle import pretrained
-from balle import weight_storage
+from balle.campaign import diagnosis
+from balle.models import compression_model
+from balle.models import weight_storage
 
 _MODELS = flags.DEFINE_list(
     "models", ["bls2017-mse-0.0250", "bmshj2018-mse-0.0250"],

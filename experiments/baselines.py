@@ -3,12 +3,13 @@
     python -m experiments.baselines --images=DIR --output_dir=results/baselines
 
 Writes OUTPUT_DIR/<codec>.json (CompressAI layout) and <codec>_per_image.csv;
-results are cached in OUTPUT_DIR/cache (see balle.baselines).
+results are cached in OUTPUT_DIR/cache (see balle.evaluation.baselines).
 """
 
 from absl import app, flags, logging
 
-from balle import baselines, evaluation
+from balle import evaluation
+from balle.evaluation import baselines
 
 flags.DEFINE_string("images", None, "Folder of test images.")
 flags.DEFINE_string("output_dir", "results/baselines", "Where to write.")

@@ -7,21 +7,20 @@
     python -m experiments.campaign plot \
         --output=docs/campaign_learning_curve.png
 
-`leg` trains the next leg (experiments.train with the plan's flags, warm
-started from campaign/anchor) into <work_dir>/leg-K; rerunning it resumes
-that leg. The leg runs from a copy of the code taken when it starts
-(<work_dir>/leg-K/code): AutoGraph reads a function's source file when it
-first traces it, so a run that imports the working tree crashes hours in
-when that tree is edited beside it (it happened in leg 1). Stop it early
-with SIGTERM (kill PID): it writes a checkpoint.
-`end_leg` freezes the leg's latest checkpoint, replaces campaign/anchor with
-its compact copy (balle.weight_storage), codes Kodak and the held-out
-photographs with that copy, measures JPEG 2000 (OpenJPEG 9/7) on the same images (experiments.baselines,
-cached in <work_dir>/baselines-<set>, so later legs reuse it), and appends
-the leg to campaign/campaign.json with the PSNR gaps to JPEG 2000 and (Kodak)
-to the published Ballé 2017 curve at the anchor's bpp. `table` prints the
-leg log (and the ladder) as Markdown; `plot` draws those gaps against
-cumulative training Gpix, one point per leg.
+`leg` trains the next leg (experiments.train with the plan's flags, warm started
+from campaign/anchor) into <work_dir>/leg-K; rerunning it resumes that leg. The
+leg runs from a copy of the code taken when it starts (<work_dir>/leg-K/code):
+AutoGraph reads a function's source file when it first traces it, so a run that
+imports the working tree crashes hours in when that tree is edited beside it (it
+happened in leg 1). Stop it early with SIGTERM (kill PID): it writes a
+checkpoint. `end_leg` freezes the leg's latest checkpoint, replaces
+campaign/anchor with its compact copy (balle.models.weight_storage), codes Kodak
+and the held-out photographs with that copy, measures JPEG 2000 (OpenJPEG 9/7)
+on the same images (experiments.baselines, cached in <work_dir>/baselines-<set>,
+so later legs reuse it), and appends the leg to campaign/campaign.json with the
+PSNR gaps to JPEG 2000 and (Kodak) to the published Ballé 2017 curve at the
+anchor's bpp. `table` prints the leg log (and the ladder) as Markdown; `plot`
+draws those gaps against cumulative training Gpix, one point per leg.
 
     python -m experiments.campaign ladder --train_glob=TRAIN_DIR \
         --rung_steps=2000 --max_time_s=7500 --kodak=KODAK_DIR \
@@ -38,11 +37,11 @@ shipped models of the campaign's family that are not shipped rungs.
 `compare` prints the BD-rate of this campaign's ladder against another
 family's on each test set both measured, with each ladder's training.
 
-`ladder` makes the rate ladder of the campaign's family (balle.ladder): the anchor becomes
-quality 5 as it is, then each missing rung is fine-tuned for --rung_steps
-from its neighbour towards the anchor (4, 3, 2, 1, then 6, 7, 8), frozen
-compactly in campaign/ladder/ and measured like an anchor. It stops when the
-time budget is used up; rerunning it resumes the unfinished rung (same
+`ladder` makes the rate ladder of the campaign's family (balle.campaign.ladder):
+the anchor becomes quality 5 as it is, then each missing rung is fine-tuned for
+--rung_steps from its neighbour towards the anchor (4, 3, 2, 1, then 6, 7, 8),
+frozen compactly in campaign/ladder/ and measured like an anchor. It stops when
+the time budget is used up; rerunning it resumes the unfinished rung (same
 machine) or restarts it (a fresh one) and goes on with the rest.
 """
 
@@ -59,10 +58,11 @@ from absl import app
 from absl import flags
 
 from balle import campaign as campaign_lib
-from balle import campaign_records
-from balle import ladder
 from balle import evaluation
-from balle import rd_plot
+from balle.campaign import ladder
+from balle.campaign import records as campaign_records
+from balle.evaluation import rd_curves
+from balle.io.safe_write import staged_directory
 from experiments import SOURCE_PRETRAINED
 
 flags.DEFINE_string("campaign_dir", "campaign", "Committed campaign state.")
@@ -102,13 +102,11 @@ def _code_snapshot(leg_dir):
   snapshot = os.path.join(leg_dir, "code")
   if not os.path.exists(snapshot):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    staging = snapshot + ".partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    for package in ("balle", "experiments"):
-      shutil.copytree(os.path.join(root, package),
-                      os.path.join(staging, package),
-                      ignore=shutil.ignore_patterns("__pycache__"))
-    os.replace(staging, snapshot)
+    with staged_directory(snapshot) as staging:
+      for package in ("balle", "experiments"):
+        shutil.copytree(os.path.join(root, package),
+                        os.path.join(staging, package),
+                        ignore=shutil.ignore_patterns("__pycache__"))
   return snapshot
 
 
@@ -160,7 +158,7 @@ def _measure(model_dir, campaign):
       continue
     j2k = _jpeg2000(name, images)
     campaign.references[name] = [
-        list(point) for point in rd_plot.curve_from_results(j2k).psnr_rgb]
+        list(point) for point in rd_curves.curve_from_results(j2k).psnr_rgb]
     with tempfile.TemporaryDirectory() as output_dir:
       _python_module("experiments.evaluate",
                      [f"--models={model_dir}", f"--images={images}",

@@ -1,5 +1,5 @@
-"""The campaign's diagnosis (balle/diagnosis.py): arms fine-tuned from the
-anchor, measured on the yardstick.
+"""The campaign's diagnosis (balle/campaign/diagnosis.py): arms fine-tuned from
+the anchor, measured on the yardstick.
 
   # once: fix the yardstick (written to campaign/yardstick.txt, committed)
   python -m experiments.diagnose yardstick --train_glob=../shared/data/train \
@@ -26,13 +26,14 @@ from absl import app
 from absl import flags
 
 from balle import campaign as campaign_lib
-from balle import campaign_records
-from balle import compression_model
 from balle import data
-from balle import diagnosis
+from balle.campaign import diagnosis
+from balle.campaign import records as campaign_records
+from balle.models import compression_model
 from experiments import campaign as campaign_runner
 
-flags.DEFINE_list("arms", [], "run: arms as NAME:SEED (balle.diagnosis.ARMS).")
+flags.DEFINE_list("arms", [], "run: arms as NAME:SEED "
+                  "(balle.campaign.diagnosis.ARMS).")
 flags.DEFINE_integer("steps", 2000, "run: fine-tuning steps of every arm "
                      "(0: measure the anchor itself as arm base).")
 flags.DEFINE_float("lmbda", 0.0, "run: lambda of the arms (0: the plan's).")

@@ -4,8 +4,8 @@
         --output_dir=results/models
 
 Every image is compressed to a complete .balle file and decompressed
-(balle.codec). Writes OUTPUT_DIR/results.json (CompressAI layout, one entry
-per model, sorted by bpp) and OUTPUT_DIR/per_image.csv; for models of
+(balle.coding.codec). Writes OUTPUT_DIR/results.json (CompressAI layout, one
+entry per model, sorted by bpp) and OUTPUT_DIR/per_image.csv; for models of
 several families (bls2017, bmshj2018) one such pair per family in
 OUTPUT_DIR/<family>/, each its own curve.
 """

@@ -4,14 +4,14 @@
 
 The SavedModel has `compress(image uint8 [H, W, C]) -> file bytes` and
 `decompress(data) -> uint8 image` functions and serving signatures; see
-balle/export.py.
+balle/coding/export.py.
 """
 
 from absl import app
 from absl import flags
 
-from balle import export
 from balle import pretrained
+from balle.coding import export
 
 _MODEL = flags.DEFINE_string(
     "model", None, "Model folder or shipped model name (default: the shipped "

@@ -13,8 +13,8 @@ import urllib.request
 from absl import logging
 
 from balle import evaluation
-from balle import rd_plot
-from balle import safe_write
+from balle.evaluation import rd_curves
+from balle.io import safe_write
 
 KODAK_URL = "http://r0k.us/graphics/kodak/kodak/kodim{:02d}.png"
 NUM_KODAK_IMAGES = 24
@@ -25,11 +25,13 @@ MODEL_LABELS = {"bls2017": "Ballé 2017 factorized prior (this project)",
 PUBLISHED_CURVES = ("balle2017-mse", "balle2018-mse", "jpeg420-published",
                     "j2k-opj5-published", "bpg444-published")
 ANCHORS = (
-    rd_plot.Anchor("j2k", rd_plot.MEASURED, "JPEG 2000 9/7 (measured)"),
-    rd_plot.Anchor("balle2017", rd_plot.PUBLISHED, "Ballé 2017 (published)",
-                   metrics=("psnr", "ms_ssim_db")),
-    rd_plot.Anchor("balle2018", rd_plot.PUBLISHED, "Ballé 2018 (published)"),
-    rd_plot.Anchor("bls2017", rd_plot.MODEL, "this project's factorized prior"),
+    rd_curves.Anchor("j2k", rd_curves.MEASURED, "JPEG 2000 9/7 (measured)"),
+    rd_curves.Anchor("balle2017", rd_curves.PUBLISHED,
+                     "Ballé 2017 (published)", metrics=("psnr", "ms_ssim_db")),
+    rd_curves.Anchor("balle2018", rd_curves.PUBLISHED,
+                     "Ballé 2018 (published)"),
+    rd_curves.Anchor("bls2017", rd_curves.MODEL,
+                     "this project's factorized prior"),
 )
 
 

@@ -1,5 +1,5 @@
 """Makes saved scale-hyperprior models' decoding exact, in place: adds
-exact.npz (the integer h_s and index thresholds, balle.integer_network) and
+exact.npz (the integer h_s and index thresholds, balle.models.integer_network) and
 the new model id to config.json; weights.npz is left as it is. Files the
 model wrote before keep decoding (with its float-index twin).
 
@@ -15,9 +15,9 @@ import os
 from absl import app
 from absl import flags
 
-from balle.compression_model import EXACT_FILE
-from balle.compression_model import WEIGHTS_FILE
-from balle.compression_model import load_model
+from balle.models.compression_model import EXACT_FILE
+from balle.models.compression_model import WEIGHTS_FILE
+from balle.models.compression_model import load_model
 
 _IN_PLACE = flags.DEFINE_bool(
     "in_place", False, "Required: the model folders are rewritten (their "

@@ -10,7 +10,8 @@ JPEG 2000 9/7 and published Ballé 2017).
 
 from absl import app, flags, logging
 
-from balle import rd_plot, reference_curves
+from balle.evaluation import rd_curves
+from balle.evaluation import reference_curves
 from experiments import kodak
 
 flags.DEFINE_list("results", [], "Results JSON files or folders of them.")
@@ -24,10 +25,10 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  curves = rd_plot.load_curves(FLAGS.results)
-  curves += rd_plot.published_curves(FLAGS.references)
-  written = rd_plot.write_report(curves, FLAGS.output_dir, FLAGS.title,
-                                 kodak.ANCHORS, FLAGS.max_bpp)
+  curves = rd_curves.load_curves(FLAGS.results)
+  curves += rd_curves.published_curves(FLAGS.references)
+  written = rd_curves.write_report(curves, FLAGS.output_dir, FLAGS.title,
+                                   kodak.ANCHORS, FLAGS.max_bpp)
   logging.info("wrote %s", ", ".join(written))
 
 

@@ -9,7 +9,7 @@ was built from and the folders of photographs taken from it;
 `--checkouts_dir` holds one checkout of each at that commit, in a folder
 named owner+name (data/README.md, "Extra training photographs", gives the
 clone commands). Every source goes to its own subfolder of --output_dir,
-curated by balle.photo_curation: RGB, shorter side >= --min_side, JPEG luma
+curated by balle.data.photo_curation: RGB, shorter side >= --min_side, JPEG luma
 quantization step <= --max_luma_quant_step, no exact or near copy of a
 reference image or of an earlier kept image, and images above --max_pixels
 downsampled (Lanczos) to a shorter side of --max_short_side and stored as
@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from balle import data
-from balle import photo_curation
+from balle.data import photo_curation
 
 # name, repository, commit, folders (globs under the checkout), file name
 # globs left out, licence or terms as stated by the repository.

@@ -6,9 +6,10 @@
    folder is missing or empty and the network allows);
 2. evaluates the shipped pretrained models (or --models) with real
    compress/decompress (balle.evaluation);
-3. measures the classic codecs through Pillow (balle.baselines, cached);
+3. measures the classic codecs through Pillow (balle.evaluation.baselines,
+   cached);
 4. plots PSNR and MS-SSIM against bpp beside published curves and writes the
-   table (balle.rd_plot), with the choices of experiments/kodak.py.
+   table (balle.evaluation.rd_curves), with the choices of experiments/kodak.py.
 
 Everything goes to --output_dir (results/kodak; results/kodak_quick with
 --quick, which uses the first 3 images, 3 settings per codec and 3 models
@@ -20,7 +21,9 @@ import sys
 
 from absl import app, flags, logging
 
-from balle import baselines, evaluation, rd_plot
+from balle import evaluation
+from balle.evaluation import baselines
+from balle.evaluation import rd_curves
 from experiments import kodak
 
 flags.DEFINE_string("images", "data/kodak",
@@ -78,10 +81,10 @@ def main(argv):
       cache_dir=os.path.join(output_dir, "cache"), quick=FLAGS.quick)
   result_paths += [p for p in written if p.endswith(".json")]
 
-  curves = rd_plot.load_curves(result_paths)
-  curves += rd_plot.published_curves(kodak.PUBLISHED_CURVES)
+  curves = rd_curves.load_curves(result_paths)
+  curves += rd_curves.published_curves(kodak.PUBLISHED_CURVES)
   title = f"Kodak ({len(images)} image{'s' * (len(images) != 1)})"
-  written = rd_plot.write_report(curves, output_dir, title, kodak.ANCHORS)
+  written = rd_curves.write_report(curves, output_dir, title, kodak.ANCHORS)
   logging.info("wrote %s", ", ".join(written))
   with open(os.path.join(output_dir, "rd_table.md")) as f:
     print(f.read())

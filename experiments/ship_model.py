@@ -17,9 +17,9 @@ import os
 from absl import app
 from absl import flags
 
-from balle import compression_model
-from balle import safe_write
-from balle import train_config
+from balle.io import safe_write
+from balle.models import compression_model
+from balle.training import config as train_config
 from experiments import SOURCE_PRETRAINED
 
 flags.DEFINE_string("model_dir", None, "Folder of a trained model (final/).")

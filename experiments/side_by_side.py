@@ -6,16 +6,19 @@
         --output=docs/side_by_side.png
 
 The classic codecs aim at the first model's bpp (or --target_bpp); see
-balle.comparison_picture. Writes the PNG and prints the figures (of the whole
-image) as a Markdown table, with the command that remakes them.
+balle.evaluation.comparison_picture. Writes the PNG and prints the figures (of
+the whole image) as a Markdown table, with the command that remakes them.
 """
 
 import os
 
 from absl import app, flags
 
-from balle import baselines, comparison_picture, image_io, pretrained
-from balle import safe_write
+from balle import pretrained
+from balle.evaluation import baselines
+from balle.evaluation import comparison_picture
+from balle.io import image_io
+from balle.io import safe_write
 
 flags.DEFINE_string("image", None, "Image to code (RGB or gray).")
 flags.DEFINE_list("models", [], "Model folders or shipped model names; the "

@@ -1,13 +1,13 @@
 """Trains one rate of a compression model, by default the factorized prior
-(flags over balle/train_config.py and balle/training.py).
+(flags over balle/training/config.py and balle/training/loop.py).
 
   python -m experiments.train --lmbda=0.0130 --num_filters=128 \
       --train_glob=TRAIN_DIR --model_dir=runs/bls2017-0.0130 \
       --max_time_s=2600 --max_checkpoints=30
 
-One flag per setting of `balle.train_config.TrainConfig` (the model's settings
-included), with the name, default and help text declared there; `--help`
-lists them. The defaults are the recipe that won the budget study in
+One flag per setting of `balle.training.config.TrainConfig` (the model's
+settings included), with the name, default and help text declared there;
+`--help` lists them. The defaults are the recipe that won the budget study in
 benchmarks/README.md: N = 128, 8x128² patches, Adam 1e-3 with 200 warm-up
 steps, 1e-4 for the last 20 % of the budget, transforms in mixed bfloat16
 where the CPU supports it.
@@ -19,8 +19,8 @@ then only redoes that. --finalize_only freezes the latest checkpoint of an
 unfinished run. Other rates: --init_from=<model_dir>/final --lmbda=... with a
 new --model_dir (warm start of g_a, g_s and the prior).
 
-Several devices (balle/distribute.py; the --batchsize patches of a step are
-split over them, and the step is the one one device takes on them):
+Several devices (balle/training/distribute.py; the --batchsize patches of a step
+are split over them, and the step is the one one device takes on them):
 
   python -m experiments.train --strategy=mirrored ...      # all local GPUs
   python -m experiments.train --strategy=mirrored --cpu_devices=2 ...
@@ -38,7 +38,7 @@ from absl import app
 from absl import flags
 
 from balle import training
-from balle import train_config
+from balle.training import config as train_config
 
 # Settings every run must give: defined without a default, marked required.
 REQUIRED = ("model_dir", "train_glob")

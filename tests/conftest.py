@@ -3,13 +3,21 @@ images, a fake finished training run."""
 
 import dataclasses
 import json
+import math
 import os
+import pathlib
 import shutil
 
 import numpy as np
 from PIL import Image
 import pytest
 import tensorflow as tf
+
+# The tests' root (conftest.py's folder; the suite mirrors balle/'s
+# subpackages below it), the repository, and the committed test files.
+TESTS = os.path.dirname(os.path.abspath(__file__))
+REPOSITORY = os.path.dirname(TESTS)
+FIXTURES = pathlib.Path(TESTS) / "fixtures"
 
 # Under pytest-xdist (-n K), each of the K worker processes gets its share of
 # the cores for TensorFlow's thread pools instead of all of them.
@@ -20,10 +28,10 @@ if _WORKERS > 1:
   tf.config.threading.set_inter_op_parallelism_threads(_THREADS)
 
 # pylint: disable=wrong-import-position
-from balle import file_format
-from balle.compression_model import load_model
-from balle.hyperprior import ScaleHyperpriorModel
-from balle.model import FactorizedPriorModel, ModelConfig
+from balle.coding import file_format
+from balle.models.bls2017 import FactorizedPriorModel, ModelConfig
+from balle.models.bmshj2018 import ScaleHyperpriorModel
+from balle.models.compression_model import load_model
 
 
 def smooth_image(height, width, channels=3, seed=0):
@@ -37,6 +45,36 @@ def smooth_image(height, width, channels=3, seed=0):
              + rng.normal(0, 6, (height, width)))
     planes.append(plane)
   return np.clip(np.stack(planes, -1), 0, 255).astype(np.uint8)
+
+
+def log_curve(rates, factor=1.0):
+  """PSNR = 30 + 10 log2(bpp / factor): `factor` times the anchor's rate."""
+  return tuple((r, 30 + 10 * math.log2(r / factor)) for r in rates)
+
+
+def rate_estimates(model, image, steps=200):
+  """Trains `model` briefly on `image` (Adam 3e-3), then freezes it;
+  returns (noisy training bpp, ideal code length of the rounded latents in
+  bpp, bpp of the range-coded sections)."""
+  images = tf.constant(image[None].astype(np.float32))
+  optimizer = tf.keras.optimizers.Adam(3e-3)
+
+  @tf.function
+  def step():
+    with tf.GradientTape() as tape:
+      _, _, loss = model.rate_distortion(images, training=True)
+    variables = model.trainable_variables
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+  for _ in range(steps):
+    step()
+  noisy_bpp = np.mean([float(model.rate_distortion(images)[0])
+                       for _ in range(10)])
+  ideal_bpp = float(model.rate_distortion(images, training=False)[0])
+  model.freeze_for_coding()
+  sections = model.compress(tf.constant(image))
+  coded_bytes = sum(len(data.numpy()) for data, _ in sections)
+  return noisy_bpp, ideal_bpp, 8 * coded_bytes / image.shape[0] / image.shape[1]
 
 
 def write_noise_image(path, height, width, seed=0, mode="RGB"):
@@ -132,7 +170,7 @@ def results_document(bpp, psnr, image_set="set-a", codec=""):
 
 def assert_stored_compactly(directory):
   """The model in `directory` is a `compact_copy`: kernels int8 with float16
-  scales, those touching the pixels float16 (balle.weight_storage)."""
+  scales, those touching the pixels float16 (balle.models.weight_storage)."""
   with np.load(os.path.join(directory, "weights.npz")) as arrays:
     kinds = {n: arrays[n].dtype for n in arrays.files if "kernel" in n}
   assert {np.dtype(np.int8), np.dtype(np.float16)} == set(kinds.values())

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from balle import cli, codec, file_format, image_io
+from balle import cli
+from balle.coding import codec
+from balle.coding import file_format
+from balle.io import image_io
 from conftest import smooth_image
 
 

@@ -11,8 +11,8 @@ import functools
 import json
 import os
 
-from balle.compression_model import CONFIG_FILE
-from balle.compression_model import load_model
+from balle.models.compression_model import CONFIG_FILE
+from balle.models.compression_model import load_model
 
 DEFAULT_MODEL = "bls2017-mse-0.0130"
 # The family `balle compress --quality=Q` uses without --family: the
