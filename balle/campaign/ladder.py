@@ -15,6 +15,7 @@ from balle.campaign.records import ANCHOR
 from balle.campaign.records import gpix
 from balle.campaign.records import now
 from balle.campaign.records import portable_flags
+from balle.campaign.records import LIKE_FOR_LIKE_POINTS
 from balle.campaign.records import published_curve
 from balle.campaign.records import published_title
 from balle.campaign.records import save_measured
@@ -326,14 +327,19 @@ class LadderMixin:
   def ladder_bd_rates(self):
     """BD-rates (%, PSNR) of the ladder's curve, {title: value}.
 
-    Kodak against the published curve of the family's paper, and per test
-    set against
-    JPEG 2000 measured on the same images (`references`). Only where at
-    least two rungs were measured on the set.
+    Kodak against the published curve of the family's paper (and against
+    its points of models with this project's N = 128, like for like), and
+    per test set against JPEG 2000 measured on the same images
+    (`references`). Only where at least two rungs were measured on the set.
     """
     published = published_curve(self.architecture)
     comparisons = [("kodak", f"published {published_title(published)}",
                     published.psnr_rgb)]
+    if self.architecture in LIKE_FOR_LIKE_POINTS:
+      count = LIKE_FOR_LIKE_POINTS[self.architecture]
+      comparisons.append(
+          ("kodak", f"published {published_title(published)}, its N = 128 "
+           "points", published.psnr_rgb[:count]))
     comparisons += [(name, "JPEG 2000", tuple(map(tuple, points)))
                     for name, points in sorted(self.references.items())]
     rates = {}

@@ -25,6 +25,10 @@ GAP_J2K = "psnr_gap_j2k_db"
 # Each family's published Kodak curve (balle.evaluation.reference_curves key):
 # its own paper's opt-MSE models.
 PUBLISHED_KEYS = {"bls2017": "balle2017-mse", "bmshj2018": "balle2018-mse"}
+# The points of each published curve whose models had this project's
+# filter count N = 128: the factorized curve's five lower rates (its three
+# higher ones had N = 192, M = 320; balle/reference_data/balle2017-mse.txt).
+LIKE_FOR_LIKE_POINTS = {"bls2017": 5}
 GAP_TITLES = {GAP_J2K: "JPEG 2000",
               "psnr_gap_balle2017_db": "Ballé 2017",
               "psnr_gap_balle2018_db": "Ballé 2018"}

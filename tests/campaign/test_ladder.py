@@ -123,6 +123,8 @@ def test_ladder_chains_from_the_anchor_and_ships(tmp_path, monkeypatch,
   # curve codes the same quality with fewer bits.
   assert rates["kodak vs JPEG 2000"] < 0
   assert "kodak vs published Ballé 2017" in rates
+  # Like for like: only the published points whose models had N = 128.
+  assert "kodak vs published Ballé 2017, its N = 128 points" in rates
   table = reloaded.ladder_table()
   in_all = reloaded.legs[0].cumulative_gpix + 100 * 2 * 50 ** 2 / 1e9
   assert reloaded.rung_training(3)[0] == pytest.approx(in_all)
