@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from balle import cli
+from balle import pretrained
 from balle.coding import codec
 from balle.coding import file_format
 from balle.io import image_io
@@ -224,3 +225,16 @@ def test_quality_picks_a_shipped_model_and_models_lists_them(photo, tmp_path,
              "bls2017") == 1
   assert "--family picks the model of a --quality" in capsys.readouterr().err
   assert not (tmp_path / "f.balle").exists()
+
+
+def test_info_says_whether_a_file_decodes_on_every_machine(tmp_path, capsys):
+  model = pretrained.resolve("bmshj2018-mse-0.0018")
+  image = np.full((40, 50, 3), 120, np.uint8)
+  for name, writer, expected in (
+      ("exact", model, "portable:   yes"),
+      ("old", model.float_index_twin(), "portable:   at risk"),
+      ("factorized", pretrained.resolve(), "portable:   yes")):
+    path = tmp_path / f"{name}.balle"
+    path.write_bytes(codec.compress_image(writer, image))
+    assert run("info", path) == 0
+    assert expected in capsys.readouterr().out
