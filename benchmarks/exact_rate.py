@@ -10,6 +10,8 @@ share of images whose pixels are identical, and the BD-rate of the exact
 family curve against the float one (PSNR RGB; issue 28's target: <= 1 %).
 """
 
+import os
+
 import numpy as np
 from absl import app
 from absl import flags
@@ -19,9 +21,10 @@ from balle.coding import codec
 from balle.data import files
 from balle.evaluation import bd_rate, metrics
 from balle.io import image_io
+from balle.models import EXACT_FILE
 
 _IMAGES = flags.DEFINE_string(
-    "images", None, "Images: a glob or .txt list (balle.data.files).",
+    "images", None, "Images: a folder, glob or .txt list (balle.data.files).",
     required=True)
 _MODELS = flags.DEFINE_list(
     "models", None, "Exact models; default: every shipped model with exact "
@@ -29,8 +32,10 @@ _MODELS = flags.DEFINE_list(
 
 
 def _exact_models():
+  """The shipped models with exact tables (an exact.npz beside weights)."""
   return [name for name in pretrained.list_models()
-          if pretrained.resolve(name).float_index_model_id is not None]
+          if os.path.exists(os.path.join(pretrained.model_directory(name),
+                                         EXACT_FILE))]
 
 
 def main(argv):

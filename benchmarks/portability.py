@@ -14,7 +14,6 @@ show what exactness fixes.
 """
 
 import collections
-import glob
 import os
 import tempfile
 
@@ -23,27 +22,19 @@ from absl import flags
 
 from balle import pretrained
 from balle.coding import codec
+from balle.data import files
 from balle.evaluation import portability
 from balle.io import image_io
 
-_IMAGES = flags.DEFINE_string("images", None, "Folder (or glob) of images.",
-                              required=True)
+_IMAGES = flags.DEFINE_string(
+    "images", None, "Images: a folder, glob or .txt list (balle.data.files).",
+    required=True)
 _MODELS = flags.DEFINE_list("models", None,
                             "Model names; default: every shipped model.")
 _FLOAT_INDEXES = flags.DEFINE_bool(
     "float_indexes", False, "Encode with the float-index twins.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None,
                                   "Work folder (default: a temporary one).")
-
-
-def _image_paths(pattern):
-  if os.path.isdir(pattern):
-    pattern = os.path.join(pattern, "*")
-  paths = sorted(p for p in glob.glob(pattern)
-                 if p.lower().endswith((".png", ".jpg", ".jpeg", ".ppm")))
-  if not paths:
-    raise SystemExit(f"no images at {pattern}")
-  return paths
 
 
 def _encode(models, images, directory):
@@ -65,7 +56,9 @@ def _encode(models, images, directory):
 
 def run(work_dir):
   models = _MODELS.value or pretrained.list_models()
-  images = _image_paths(_IMAGES.value)
+  images = files.image_files(_IMAGES.value)
+  if not images:
+    raise SystemExit(f"no images at {_IMAGES.value}")
   jobs = _encode(models, images, work_dir)
   print(f"{len(jobs)} files: {len(models)} models x {len(images)} images"
         f"{' (float indexes)' if _FLOAT_INDEXES.value else ''}\n")

@@ -356,6 +356,12 @@ class CompressionModel(tf.keras.Model):
     self.model_id = digest.digest()[:8]
     self.float_index_model_id = weights_id
 
+  def _id_fields(self):
+    """config.json's ids (its keys ending in "model_id"), hex."""
+    ids = dict(model_id=self.model_id,
+               float_index_model_id=self.float_index_model_id)
+    return {key: value.hex() for key, value in ids.items() if value}
+
   def _compute_model_id(self):
     """8 bytes of SHA-256 over the configuration and every weight, in order
     (the float weights alone; `update_model_ids` adds the exact tables)."""
@@ -393,18 +399,15 @@ class CompressionModel(tf.keras.Model):
     document = {
         "model": dataclasses.asdict(self.config),
         **self._coding_tables_config(),
-        "model_id": self.model_id.hex(),
+        **self._id_fields(),
     }
-    tables = self.exact_tables()
-    if tables:
-      document["float_index_model_id"] = self.float_index_model_id.hex()
     write_file_atomic(os.path.join(directory, WEIGHTS_FILE),
                       lambda f: weight_storage.write(f, weights),
                       overwrite=True)
+    tables = self.exact_tables()
     exact_path = os.path.join(directory, EXACT_FILE)
     if tables:
-      write_file_atomic(exact_path,
-                        lambda f: weight_storage.write(f, tables),
+      write_file_atomic(exact_path, lambda f: weight_storage.write(f, tables),
                         overwrite=True)
     elif os.path.exists(exact_path):
       os.remove(exact_path)
@@ -440,9 +443,8 @@ class CompressionModel(tf.keras.Model):
     if os.path.exists(exact_path):
       model._restore_exact_tables(weight_storage.read(exact_path))
     model.update_model_ids()
-    expected = (document["model_id"], document.get("float_index_model_id"))
-    if (model.model_id.hex(), model.float_index_model_id and
-        model.float_index_model_id.hex()) != expected:
+    if model._id_fields() != {key: document[key] for key in document
+                              if key.endswith("model_id")}:
       raise ValueError(f"{directory}: weights are corrupted (model id "
                        f"{model.model_id.hex()} != {document['model_id']})")
     return model

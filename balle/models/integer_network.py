@@ -78,9 +78,10 @@ class IntegerLayer:
       return self.kernel
     return upsampling_kernel(self.kernel, self.upsampling)
 
-  def max_sum(self, input_max):
-    """The largest |acc| this layer can compute from inputs <= input_max."""
-    taps = np.count_nonzero(self.phase_kernel(), axis=(0, 1, 2)).max()
+  def max_sum(self, phase_kernel, input_max):
+    """The largest |acc| this layer can compute from inputs <= input_max,
+    its `phase_kernel` given."""
+    taps = np.count_nonzero(phase_kernel, axis=(0, 1, 2)).max()
     return (int(taps) * int(np.abs(self.kernel).max()) * int(input_max) +
             int(np.abs(self.bias).max()))
 
@@ -90,9 +91,10 @@ class IntegerConvStack:
 
   def __init__(self, layers):
     self.layers = list(layers)
+    phase_kernels = [layer.phase_kernel() for layer in self.layers]
     input_max = INPUT_LIMIT
-    for index, layer in enumerate(self.layers):
-      if layer.max_sum(input_max) >= EXACT_LIMIT:
+    for index, (layer, kernel) in enumerate(zip(self.layers, phase_kernels)):
+      if layer.max_sum(kernel, input_max) >= EXACT_LIMIT:
         raise ValueError(f"integer layer {index} can reach 2^53: its sums "
                          "would not be exact in float64")
       if np.abs(layer.kernel).max() > WEIGHT_LIMIT:
@@ -104,8 +106,8 @@ class IntegerConvStack:
         if np.any(layer.shift < 0) or np.any(layer.shift > 62):
           raise ValueError(f"integer layer {index} has shifts outside 0..62")
         input_max = layer.activation_max
-    self._kernels = [tf.constant(layer.phase_kernel(), tf.float64)
-                     for layer in self.layers]
+    self._kernels = [tf.constant(kernel, tf.float64)
+                     for kernel in phase_kernels]
 
   def __call__(self, inputs):
     """Integer-valued inputs [B, h, w, C] (any float or int dtype) -> the

@@ -57,12 +57,17 @@ def _load(directory):
   return load_model(directory)
 
 
+def _config_document(directory):
+  """The config.json of the model in `directory`, as a dict."""
+  with open(os.path.join(directory, CONFIG_FILE)) as f:
+    return json.load(f)
+
+
 def find_by_id(model_id):
   """Name of the shipped model whose id is `model_id` (bytes), or None; a
   model made exact since also owns the files of its float-index id."""
   for name in list_models():
-    with open(os.path.join(_FOLDER, name, CONFIG_FILE)) as f:
-      document = json.load(f)
+    document = _config_document(os.path.join(_FOLDER, name))
     if model_id.hex() in (document["model_id"],
                           document.get("float_index_model_id")):
       return name
@@ -75,8 +80,7 @@ def indexes_of(model_id):
   a hyperprior file written before its model was made exact), or None for
   an id of no shipped model."""
   for name in list_models():
-    with open(os.path.join(_FOLDER, name, CONFIG_FILE)) as f:
-      document = json.load(f)
+    document = _config_document(os.path.join(_FOLDER, name))
     if model_id.hex() == document.get("float_index_model_id"):
       return "float"
     if model_id.hex() == document["model_id"]:
@@ -100,8 +104,8 @@ def architecture_of(name_or_directory):
   its config.json (no TensorFlow, no weights)."""
   directory = (name_or_directory if os.path.isdir(name_or_directory)
                else model_directory(name_or_directory))
-  with open(os.path.join(directory, CONFIG_FILE)) as f:
-    return json.load(f)["model"].get("architecture", DEFAULT_FAMILY)
+  return _config_document(directory)["model"].get("architecture",
+                                                  DEFAULT_FAMILY)
 
 
 def describe(name):
@@ -110,8 +114,7 @@ def describe(name):
   TensorFlow); latent_channels is M (N where the config stores 0);
   "measured" is {} without figures."""
   directory = model_directory(name)
-  with open(os.path.join(directory, CONFIG_FILE)) as f:
-    config = json.load(f)["model"]
+  config = _config_document(directory)["model"]
   measured = {}
   if os.path.exists(os.path.join(directory, MEASURED_FILE)):
     with open(os.path.join(directory, MEASURED_FILE)) as f:
